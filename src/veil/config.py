@@ -1,0 +1,65 @@
+"""Veil's settings: one pydantic-settings object read from `VEIL_*` environment variables.
+
+Every part receives a `Settings` (usually from `get_settings()`); nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Where Veil keeps its data, which database it uses, where the master key comes from, and its limits."""
+
+    model_config = SettingsConfigDict(env_prefix="VEIL_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".veil-data"), description="Blobs, the key file and the SQLite database."
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite in the data dir."
+    )
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 of 32 bytes. When unset, <data_dir>/master.key is used (created 0600).",
+    )
+
+    # Safe-ingest limits (Custom Vision's: 6 MB per image; Veil accepts sides 16..10,240 px).
+    max_image_bytes: int = 6 * MB
+    min_image_side: int = 16
+    max_image_side: int = 10_240
+    max_image_pixels: int = 60_000_000
+    max_image_frames: int = 100
+    max_images_per_batch: int = 64
+    max_request_bytes: int = 200 * MB
+
+    default_retention_days: int = 30
+
+    # Training time budget of Regular detection (minutes); None: the engine's default.
+    regular_training_minutes: float | None = None
+    # URL routes (`.../url`, `images/urls`): off unless hosts are listed (comma-separated, exact names).
+    url_fetch_hosts: str = ""
+    url_fetch_max_bytes: int = 6 * MB
+    url_fetch_timeout_s: float = 10.0
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'veil.db').resolve()}"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def master_key_file(self) -> Path:
+        return self.data_dir / "master.key"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment; explicit overrides (e.g. the CLI's `--data-dir`) take precedence."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]

@@ -1,0 +1,214 @@
+"""API keys and roles: random 256-bit hex keys, shown once, stored as SHA-256, compared in constant time.
+
+A key has one role and optionally one project (no project: every project):
+
+    >>> key_row, secret = create_key(session, Role.trainer)        # `secret` goes to the user, once
+    >>> principal = authenticate(session, secret)
+    >>> authorize(principal, Permission.train, project_id)       # raises Forbidden when not allowed
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from veil.store.models import ApiKey, utcnow
+
+
+class Role(StrEnum):
+    admin = "admin"
+    trainer = "trainer"
+    labeler = "labeler"
+    predictor = "predictor"
+    auditor = "auditor"
+
+
+class Permission(StrEnum):
+    projects_read = "projects.read"
+    projects_create = "projects.create"
+    projects_write = "projects.write"  # update, delete, privacy policy
+    tags_read = "tags.read"
+    tags_write = "tags.write"
+    images_read = "images.read"  # metadata, counts, tags, regions
+    images_write = "images.write"  # upload, delete, tag, metadata
+    image_bytes = "images.bytes"  # the pixels of stored images and stored predictions
+    regions_write = "regions.write"
+    iterations_read = "iterations.read"
+    train = "train"
+    publish = "publish"
+    export = "export"
+    models_read = "models.read"  # exported model files
+    predict = "predict"
+    predictions_read = "predictions.read"  # stored prediction results
+    predictions_write = "predictions.write"
+    audit_read = "audit.read"
+    keys_manage = "keys.manage"
+
+
+_P = Permission
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.admin: frozenset(Permission),
+    Role.trainer: frozenset(
+        {
+            _P.projects_read,
+            _P.projects_create,
+            _P.projects_write,
+            _P.tags_read,
+            _P.tags_write,
+            _P.images_read,
+            _P.images_write,
+            _P.image_bytes,
+            _P.regions_write,
+            _P.iterations_read,
+            _P.train,
+            _P.publish,
+            _P.export,
+            _P.models_read,
+            _P.predictions_read,
+            _P.predictions_write,
+        }
+    ),
+    Role.labeler: frozenset(
+        {
+            _P.projects_read,
+            _P.tags_read,
+            _P.tags_write,
+            _P.images_read,
+            _P.images_write,
+            _P.image_bytes,
+            _P.regions_write,
+        }
+    ),
+    Role.predictor: frozenset({_P.predict}),
+    Role.auditor: frozenset(
+        {
+            _P.projects_read,
+            _P.tags_read,
+            _P.images_read,
+            _P.iterations_read,
+            _P.predictions_read,
+            _P.audit_read,
+        }
+    ),
+}
+
+# Installation-wide powers: a key limited to one project never has them, whatever its role.
+GLOBAL_PERMISSIONS = frozenset({Permission.projects_create, Permission.keys_manage, Permission.audit_read})
+
+KEY_BYTES = 32
+
+
+class AuthError(Exception):
+    """Base of authentication/authorization failures."""
+
+
+class Unauthenticated(AuthError):
+    """No key, or a key that is unknown, revoked or expired (HTTP 401)."""
+
+
+class Forbidden(AuthError):
+    """A valid key whose role or project scope does not allow the action (HTTP 403)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id, role and project scope (None: every project)."""
+
+    key_id: str | None
+    role: str
+    project_id: str | None = None
+
+    def can(self, permission: Permission) -> bool:
+        return self.role in Role.__members__ and permission in ROLE_PERMISSIONS[Role(self.role)]
+
+    def covers(self, project_id: str | None) -> bool:
+        return self.project_id is None or project_id == self.project_id
+
+
+# The operator at the machine (CLI commands): recorded in the audit log as role "operator".
+OPERATOR = Principal(key_id=None, role="operator")
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(
+    session: Session,
+    role: Role | str,
+    project_id: str | None = None,
+    expires_in_days: int | None = None,
+    name: str = "",
+) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the secret (the only time it exists outside the caller's hands)."""
+    role = Role(role)
+    if expires_in_days is not None and expires_in_days <= 0:
+        raise ValueError("expires_in_days must be a positive number of days")
+    secret = secrets.token_hex(KEY_BYTES)
+    expires_at = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
+    row = ApiKey(
+        key_hash=hash_key(secret),
+        prefix=secret[:8],
+        role=role.value,
+        project_id=project_id,
+        name=name,
+        expires_at=expires_at,
+    )
+    session.add(row)
+    session.flush()
+    return row, secret
+
+
+def is_active(key: ApiKey, now: datetime | None = None) -> bool:
+    now = now or utcnow()
+    return key.revoked_at is None and (key.expires_at is None or key.expires_at > now)
+
+
+def authenticate(session: Session, secret: str | None) -> Principal:
+    """The principal of a presented key; `Unauthenticated` for a missing, unknown, revoked or expired key."""
+    if not secret:
+        raise Unauthenticated("missing API key")
+    digest = hash_key(secret.strip())
+    row = session.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).first()
+    # The lookup is by hash (an index); the final comparison is constant-time all the same.
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        raise Unauthenticated("invalid API key")
+    if not is_active(row):
+        raise Unauthenticated("API key is revoked or expired")
+    return Principal(key_id=row.id, role=row.role, project_id=row.project_id)
+
+
+def authorize(principal: Principal, permission: Permission, project_id: str | None = None) -> None:
+    """Raise `Forbidden` unless the principal's role grants `permission` on `project_id`."""
+    if not principal.can(permission):
+        raise Forbidden(f"role {principal.role!r} may not {permission.value}")
+    if project_id is not None and not principal.covers(project_id):
+        raise Forbidden("this key is limited to another project")
+    if permission in GLOBAL_PERMISSIONS and principal.project_id is not None:
+        raise Forbidden(f"a key limited to one project cannot {permission.value} (installation-wide)")
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created)))
+
+
+def revoke_key(session: Session, key_id: str) -> ApiKey:
+    """Revoke a key (kept for the audit trail); `LookupError` when no key has that id."""
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        raise LookupError(f"no API key with id {key_id}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row
+
+
+def has_admin_key(session: Session) -> bool:
+    keys = session.scalars(select(ApiKey).where(ApiKey.role == Role.admin.value))
+    return any(is_active(key) for key in keys)
