@@ -1,0 +1,39 @@
+"""A project's privacy policy: what is hidden on ingest, how, and how long prediction images may be kept."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+ObfuscationMethod = Literal["solid", "pixelate", "blur", "dp-pixelate"]
+
+
+class DetectorRef(BaseModel):
+    """A Completed object-detection iteration of a project in this Veil whose tags name the policy's targets
+    other than faces (its model is decrypted in memory only when images are ingested)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project_id: str = Field(validation_alias=AliasChoices("project_id", "projectId"))
+    iteration_id: str = Field(validation_alias=AliasChoices("iteration_id", "iterationId"))
+
+
+class PrivacyPolicy(BaseModel):
+    """Stored per project (JSON column); read by the image-ingest service and the retention purge."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    anonymize_on_ingest: bool = False
+    targets: list[str] = Field(
+        default_factory=lambda: ["faces"],
+        description="What to hide: faces, and tags of `detector` (e.g. plates, people) when one is named.",
+    )
+    detector: DetectorRef | None = None
+    method: ObfuscationMethod = "solid"
+    retention_days: int = Field(default=30, ge=0, description="How long stored prediction images are kept.")
+    store_predictions: bool = True
+    # DP-Pix (Fan 2018): average cell×cell blocks, add Laplace noise of scale 255·m/(cell²·ε).
+    epsilon: float = Field(default=1.0, gt=0)
+    cell: int = Field(default=16, ge=1)
+    m: int = Field(default=16, ge=1)
