@@ -1,0 +1,261 @@
+"""The job queue: rows of the `jobs` table, claimed atomically by workers.
+
+A job goes `queued → running → succeeded | failed | cancelled`. Claiming is atomic on both back ends:
+PostgreSQL uses `SELECT … FOR UPDATE SKIP LOCKED` (many `veil worker` processes on many machines share the
+queue); SQLite uses a guarded `UPDATE … WHERE status = 'queued'` whose row count tells who won.
+
+    >>> db = Database.open("sqlite:///:memory:")
+    >>> job_id = enqueue(db, "train", project_id="p1", payload={"iteration_id": "i1"})
+    >>> claim_next(db, "host:1").id == job_id
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from veil.config import Settings
+from veil.store.db import Database
+from veil.store.models import Job, utcnow
+
+FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+# A worker on another machine counts as gone when its heartbeat is older than this.
+STALE_AFTER = timedelta(seconds=60)
+
+_databases: dict[str, Database] = {}
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A detached snapshot of a job row (safe to pass between threads and processes)."""
+
+    id: str
+    kind: str
+    project_id: str | None
+    status: str
+    stage: str
+    progress: float
+    eta_seconds: float | None
+    error: str | None
+    cancel_requested: bool
+    claimed_by: str | None
+    created: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    payload: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def _view(job: Job) -> JobView:
+    return JobView(
+        id=job.id,
+        kind=job.kind,
+        project_id=job.project_id,
+        status=job.status,
+        stage=job.stage,
+        progress=job.progress,
+        eta_seconds=job.eta_seconds,
+        error=job.error,
+        cancel_requested=job.cancel_requested,
+        claimed_by=job.claimed_by,
+        created=job.created,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        payload=dict(job.payload or {}),
+        result=dict(job.result or {}),
+    )
+
+
+def session_factory(settings: Settings) -> Database:
+    """One `Database` per URL per process (the worker's child opens its own; engines are not fork-safe)."""
+    url = settings.sqlalchemy_url
+    key = f"{os.getpid()}:{url}"
+    if key not in _databases:
+        _databases[key] = Database.open(url, run_migrations=False)
+    return _databases[key]
+
+
+def enqueue(
+    db: Database, kind: str, project_id: str | None = None, payload: dict[str, Any] | None = None
+) -> str:
+    with db.session() as session:
+        job = Job(kind=kind, project_id=project_id, payload=payload or {}, status="queued")
+        session.add(job)
+        session.flush()
+        return job.id
+
+
+def load(db: Database, job_id: str) -> JobView:
+    with db.session() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise KeyError(f"job {job_id} not found")
+        return _view(job)
+
+
+def find(db: Database, job_id: str) -> JobView | None:
+    try:
+        return load(db, job_id)
+    except KeyError:
+        return None
+
+
+def claim_next(db: Database, worker: str, kinds: tuple[str, ...] | None = None) -> JobView | None:
+    """Atomically take the oldest queued job (of `kinds`), or None when there is none."""
+    if db.is_postgres:
+        return _claim_postgres(db, worker, kinds)
+    return _claim_guarded_update(db, worker, kinds)
+
+
+def _queued(kinds: tuple[str, ...] | None):  # type: ignore[no-untyped-def]
+    query = select(Job).where(Job.status == "queued").order_by(Job.created)
+    return query.where(Job.kind.in_(kinds)) if kinds else query
+
+
+def _claim_postgres(db: Database, worker: str, kinds: tuple[str, ...] | None) -> JobView | None:
+    with db.session() as session:
+        job = session.scalars(_queued(kinds).limit(1).with_for_update(skip_locked=True)).first()
+        if job is None:
+            return None
+        _mark_running(job, worker)
+        session.flush()
+        return _view(job)
+
+
+def _claim_guarded_update(db: Database, worker: str, kinds: tuple[str, ...] | None) -> JobView | None:
+    for _attempt in range(5):
+        with db.session() as session:
+            candidate = session.scalars(_queued(kinds).limit(1)).first()
+            if candidate is None:
+                return None
+            now = utcnow()
+            claimed = session.execute(
+                update(Job)
+                .where(Job.id == candidate.id, Job.status == "queued")
+                .values(
+                    status="running", claimed_by=worker, started_at=now, heartbeat_at=now, stage="starting"
+                )
+            )
+            if getattr(claimed, "rowcount", 0) == 1:
+                session.flush()
+                session.refresh(candidate)
+                return _view(candidate)
+    return None
+
+
+def _mark_running(job: Job, worker: str) -> None:
+    now = utcnow()
+    job.status, job.claimed_by, job.started_at, job.heartbeat_at, job.stage = (
+        "running",
+        worker,
+        now,
+        now,
+        "starting",
+    )
+
+
+def heartbeat(db: Database, job_id: str, worker: str) -> None:
+    with db.session() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "running")
+            .values(heartbeat_at=utcnow(), claimed_by=worker)
+        )
+
+
+def report_progress(db: Database, job_id: str, stage: str, percent: float, eta_seconds: float | None) -> None:
+    with db.session() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "running")
+            .values(
+                stage=stage[:64],
+                progress=max(0.0, min(100.0, float(percent))),
+                eta_seconds=eta_seconds,
+                heartbeat_at=utcnow(),
+            )
+        )
+
+
+def cancel_requested(db: Database, job_id: str) -> bool:
+    with db.session() as session:
+        return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def request_cancel(db: Database, job_id: str) -> JobView:
+    """Ask a job to stop: a queued job is cancelled at once, a running one at its next check."""
+    with db.session() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise KeyError(f"job {job_id} not found")
+        if job.status == "queued":
+            job.status, job.finished_at, job.error = "cancelled", utcnow(), "cancelled before it started"
+        elif job.status == "running":
+            job.cancel_requested = True
+        session.flush()
+        return _view(job)
+
+
+def finish(
+    db: Database, job_id: str, status: str, message: str = "", result: dict[str, Any] | None = None
+) -> None:
+    if status not in FINAL_STATUSES:
+        raise ValueError(f"{status!r} is not a final job status ({', '.join(sorted(FINAL_STATUSES))})")
+    with db.session() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.status in FINAL_STATUSES:
+            return
+        job.status, job.finished_at = status, utcnow()
+        if status == "succeeded":
+            job.progress, job.stage = 100.0, "done"
+            job.result = result or {"message": message}
+        else:
+            job.error = message[:4000]
+        job.eta_seconds = None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _local_process_gone(claimed_by: str) -> bool:
+    """True when `host:pid[:child]` names this host and none of its pids is alive."""
+    host, _, pids = claimed_by.partition(":")
+    if host != socket.gethostname():
+        return False
+    return not any(_pid_alive(int(pid)) for pid in pids.split(":") if pid.isdigit())
+
+
+def recover_interrupted(db: Database) -> list[JobView]:
+    """Mark `failed` every running job whose worker is gone (dead local pid, or a stale remote heartbeat)."""
+    stale_before = utcnow() - STALE_AFTER
+    recovered: list[JobView] = []
+    with db.session() as session:
+        for job in session.scalars(select(Job).where(Job.status == "running")):
+            gone = _local_process_gone(job.claimed_by or "") if job.claimed_by else True
+            stale = job.heartbeat_at is None or job.heartbeat_at < stale_before
+            if gone or stale:
+                job.status, job.finished_at = "failed", utcnow()
+                job.error = "interrupted: the Veil process running this job stopped before it finished"
+                recovered.append(_view(job))
+    return recovered
+
+
+def latest_for(db: Database, kind: str, project_id: str) -> list[JobView]:
+    with db.session() as session:
+        rows = session.scalars(
+            select(Job).where(Job.kind == kind, Job.project_id == project_id).order_by(Job.created.desc())
+        )
+        return [_view(job) for job in rows]

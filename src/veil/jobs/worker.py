@@ -1,0 +1,200 @@
+"""The worker: claims queued jobs and runs each in its own spawned PROCESS; a crash never stops the server.
+
+    worker = Worker(settings)          # inside `veil serve` (embedded) or `veil worker` (scale-out)
+    worker.start()                     # a daemon thread: claim → spawn → wait → settle, until `stop()`
+
+The parent keeps the job's heartbeat fresh while the child runs; the child reports progress (stage, percent,
+ETA) into the job row and polls the row's cancel flag. If the child dies without settling its job (killed, out
+of memory, segfault in a native library), the parent marks the job `failed` with the exit reason and lets the
+job's handler mark what it owns (for training: the iteration `Failed` with `trainingErrorDetails`).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from veil.config import Settings
+from veil.jobs import queue
+from veil.jobs.handlers import JobCancelled, JobContext, handler_for
+
+log = logging.getLogger("veil.jobs")
+
+HEARTBEAT_EVERY_S = 2.0
+PROGRESS_EVERY_S = 0.5
+CANCEL_POLL_EVERY_S = 1.0
+
+
+def worker_identity(child_pid: int | None = None) -> str:
+    """`host:pid[:child]` — lets recovery tell a dead local worker from a live one on another machine."""
+    base = f"{socket.gethostname()}:{os.getpid()}"
+    return f"{base}:{child_pid}" if child_pid else base
+
+
+def exit_reason(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "the training process did not exit"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"the training process was killed by {name} (out of memory or stopped by the operator?)"
+    return f"the training process exited with code {exitcode} without reporting a result"
+
+
+@dataclass
+class _Throttle:
+    every_s: float
+    last: float = 0.0
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.last = now
+            return True
+        return False
+
+
+def _child_main(settings_json: str, job_id: str) -> None:
+    """Entry point of the spawned process: run one job's handler, settling the job row itself."""
+    settings = Settings.model_validate_json(settings_json)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [job] %(message)s")
+    session_factory = queue.session_factory(settings)
+    job = queue.load(session_factory, job_id)
+    progress_throttle, cancel_throttle = _Throttle(PROGRESS_EVERY_S), _Throttle(CANCEL_POLL_EVERY_S)
+    cancelled = False
+
+    def report(stage: str, percent: float, eta_seconds: float | None = None, force: bool = False) -> None:
+        if force or progress_throttle.due():
+            queue.report_progress(session_factory, job_id, stage, percent, eta_seconds)
+
+    def should_cancel() -> bool:
+        nonlocal cancelled
+        if not cancelled and cancel_throttle.due():
+            cancelled = queue.cancel_requested(session_factory, job_id)
+        return cancelled
+
+    ctx = JobContext(
+        settings=settings,
+        job_id=job_id,
+        kind=job.kind,
+        payload=job.payload,
+        report=report,
+        should_cancel=should_cancel,
+    )
+    handler = handler_for(job.kind)
+    try:
+        result = handler.run(ctx)
+    except JobCancelled as exc:
+        handler.on_failure(ctx, f"cancelled: {exc}" if str(exc) else "cancelled by the user")
+        queue.finish(session_factory, job_id, "cancelled", message=str(exc) or "cancelled by the user")
+        return
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error("job %s failed: %s\n%s", job_id, reason, traceback.format_exc())
+        handler.on_failure(ctx, reason)
+        queue.finish(session_factory, job_id, "failed", message=reason)
+        return
+    queue.finish(session_factory, job_id, "succeeded", message=result or "")
+
+
+class Worker:
+    """Claims jobs from the queue and runs them one at a time in spawned processes."""
+
+    def __init__(
+        self, settings: Settings, poll_interval_s: float = 1.0, kinds: tuple[str, ...] | None = None
+    ):
+        self.settings = settings
+        self.poll_interval_s = poll_interval_s
+        self.kinds = kinds
+        self.identity = worker_identity()
+        self._session_factory = queue.session_factory(settings)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._context = multiprocessing.get_context("spawn")
+        self._current: multiprocessing.process.BaseProcess | None = None
+
+    def recover(self) -> list[str]:
+        """Settle jobs left `running` by a worker that no longer exists (a crash or restart)."""
+        interrupted = queue.recover_interrupted(self._session_factory)
+        for job in interrupted:
+            reason = "interrupted: the Veil process running this job stopped before it finished"
+            try:
+                handler_for(job.kind).on_failure(
+                    JobContext(settings=self.settings, job_id=job.id, kind=job.kind, payload=job.payload),
+                    reason,
+                )
+            except Exception:
+                log.exception("could not settle interrupted job %s", job.id)
+            log.warning("job %s (%s) %s", job.id, job.kind, reason)
+        return [job.id for job in interrupted]
+
+    def start(self) -> None:
+        self.recover()
+        self._thread = threading.Thread(target=self._loop, name="veil-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        current = self._current
+        if current is not None and current.is_alive():
+            current.terminate()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ran = self.run_once()
+            except Exception:
+                log.exception("worker loop error")
+                ran = False
+            if not ran:
+                self._stop.wait(self.poll_interval_s)
+
+    def run_once(self, on_spawn: Callable[[int], None] | None = None) -> bool:
+        """Claim one job and run it to its end; False when the queue was empty."""
+        job = queue.claim_next(self._session_factory, self.identity, self.kinds)
+        if job is None:
+            return False
+        process = self._context.Process(
+            target=_child_main,
+            args=(self.settings.model_dump_json(), job.id),
+            name=f"veil-job-{job.id}",
+            daemon=False,
+        )
+        process.start()
+        self._current = process
+        assert process.pid is not None
+        queue.heartbeat(self._session_factory, job.id, worker_identity(process.pid))
+        if on_spawn:
+            on_spawn(process.pid)
+        while process.is_alive():
+            process.join(HEARTBEAT_EVERY_S)
+            if process.is_alive():
+                queue.heartbeat(self._session_factory, job.id, worker_identity(process.pid))
+        self._current = None
+        self._settle_if_abandoned(job.id, job.kind, process.exitcode)
+        return True
+
+    def _settle_if_abandoned(self, job_id: str, kind: str, exitcode: int | None) -> None:
+        job = queue.load(self._session_factory, job_id)
+        if job.status != "running":
+            return
+        reason = exit_reason(exitcode)
+        try:
+            handler_for(kind).on_failure(
+                JobContext(settings=self.settings, job_id=job_id, kind=kind, payload=job.payload), reason
+            )
+        finally:
+            queue.finish(self._session_factory, job_id, "failed", message=reason)
+        log.error("job %s failed: %s", job_id, reason)
