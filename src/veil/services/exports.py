@@ -1,0 +1,205 @@
+"""Exports of a trained iteration (Custom Vision's `export` / `getExports`), and iteration performance.
+
+ONNX is the one platform Veil exports: the iteration's model already is ONNX with its preprocessing in the
+metadata, so an export is the Veil bundle (`model.onnx`, `labels.txt`, `model_card.json/md`) sealed with the
+project's key and served by Veil itself behind the training key. Flavors `ONNX10`/`ONNX12` are accepted (the
+graph is opset 17, which every onnxruntime since 1.12 runs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from veil.security import audit
+from veil.security.auth import Principal
+from veil.services.context import AppContext
+from veil.services.errors import InvalidInput, NotFound
+from veil.services.training import COMPLETED, get_iteration, get_project, load_evaluation
+from veil.services.vault import Vault
+from veil.store.models import Export, Image, Iteration, Tag, new_id
+
+if TYPE_CHECKING:  # vision is imported where used: the API starts even while a model library is missing
+    from veil.vision.export import ModelCard
+    from veil.vision.metrics import ImageResult, Performance
+
+PLATFORMS = ("ONNX",)
+ONNX_FLAVORS = ("", "ONNX10", "ONNX12")
+
+
+@dataclass(frozen=True)
+class ExportView:
+    id: str
+    iteration_id: str
+    platform: str
+    flavor: str
+    status: str
+    error: str | None
+
+
+def _view(export: Export) -> ExportView:
+    return ExportView(
+        export.id, export.iteration_id, export.platform, export.flavor, export.status, export.error_reason
+    )
+
+
+def _trained(iteration: Iteration) -> None:
+    if iteration.status != COMPLETED or not iteration.model_blob_id:
+        raise InvalidInput(
+            f"iteration {iteration.id} is not trained (status {iteration.status})",
+            code="BadRequestIterationIsNotTrained",
+        )
+
+
+def _model_card(iteration: Iteration, labels: list[str]) -> ModelCard:
+    from veil.vision.export import ModelCard
+
+    stored = dict((iteration.metrics or {}).get("model_card") or {})
+    try:
+        return ModelCard(**stored)
+    except TypeError:  # an iteration trained before model cards: describe what is known
+        return ModelCard(
+            name=iteration.name,
+            task="",
+            labels=labels,
+            created_at=(iteration.trained_at or iteration.created).isoformat(),
+            veil_version="",
+            image_counts={},
+            total_images=int((iteration.metrics or {}).get("images", 0)),
+            evaluation_method=str((iteration.metrics or {}).get("evaluation_method", "")),
+            metrics={},
+        )
+
+
+def export_iteration(
+    ctx: AppContext, actor: Principal, project_id: str, iteration_id: str, platform: str, flavor: str | None
+) -> ExportView:
+    """Build (or rebuild) the export of an iteration for `platform`/`flavor`."""
+    flavor = flavor or ""
+    if platform not in PLATFORMS:
+        raise InvalidInput(
+            f"Veil exports platform ONNX only (asked for {platform!r}); the ONNX model runs wherever "
+            "onnxruntime does",
+            code="BadRequestNotSupported",
+        )
+    if flavor not in ONNX_FLAVORS:
+        raise InvalidInput(
+            f"unknown ONNX flavor {flavor!r}; use ONNX10 or ONNX12", code="BadRequestNotSupported"
+        )
+    with ctx.db.session() as session:
+        project = get_project(session, project_id)
+        iteration = get_iteration(session, project_id, iteration_id)
+        _trained(iteration)
+        model_blob = iteration.model_blob_id
+        labels = [label["name"] for label in (iteration.metrics or {}).get("labels", [])]
+        card = _model_card(iteration, labels)
+    assert model_blob is not None
+    from veil.vision.export import make_bundle
+
+    vault = Vault(ctx)
+    bundle_blob = new_id()
+    vault.put(project, bundle_blob, make_bundle(vault.get(project, model_blob), card))
+    with ctx.db.session() as session:
+        existing = session.scalars(
+            select(Export).where(
+                Export.iteration_id == iteration_id, Export.platform == platform, Export.flavor == flavor
+            )
+        ).first()
+        old_blob = existing.blob_id if existing else None
+        export = existing or Export(
+            id=new_id(), project_id=project_id, iteration_id=iteration_id, platform=platform, flavor=flavor
+        )
+        export.status, export.blob_id, export.error_reason = "Done", bundle_blob, None
+        session.add(export)
+        audit.record(session, actor, "iteration.export", [project_id, iteration_id, export.id])
+        session.flush()
+        view = _view(export)
+    if old_blob:
+        vault.delete(project, old_blob)
+    return view
+
+
+def list_exports(ctx: AppContext, project_id: str, iteration_id: str) -> list[ExportView]:
+    with ctx.db.session() as session:
+        get_project(session, project_id)
+        get_iteration(session, project_id, iteration_id)
+        rows = session.scalars(
+            select(Export).where(Export.iteration_id == iteration_id).order_by(Export.created)
+        )
+        return [_view(row) for row in rows]
+
+
+def download_export(ctx: AppContext, actor: Principal, project_id: str, export_id: str) -> tuple[bytes, str]:
+    """The export's bundle bytes (decrypted in memory) and a file name; the read is audited."""
+    with ctx.db.session() as session:
+        project = get_project(session, project_id)
+        export = session.get(Export, export_id)
+        if export is None or export.project_id != project_id or export.status != "Done" or not export.blob_id:
+            raise NotFound(f"export {export_id} not found in project {project_id}", code="NotFound")
+        iteration = get_iteration(session, project_id, export.iteration_id)
+        audit.record(session, actor, "model.download", [project_id, export.iteration_id, export_id])
+        blob_id, name = export.blob_id, f"{project.name}-{iteration.name}".replace(" ", "_")
+    safe = "".join(c for c in name if c.isalnum() or c in "-_.")[:100] or "model"
+    return Vault(ctx).get(project, blob_id), f"{safe}.onnx.zip"
+
+
+def iteration_performance(
+    ctx: AppContext, project_id: str, iteration_id: str, threshold: float, overlap_threshold: float
+) -> tuple[Iteration, Performance]:
+    """Custom Vision's performance numbers, recomputed from the held-out evaluation at this threshold."""
+    for name, value in (("threshold", threshold), ("overlapThreshold", overlap_threshold)):
+        if not 0.0 <= value <= 1.0:
+            raise InvalidInput(f"{name} must be between 0 and 1, got {value}")
+    with ctx.db.session() as session:
+        project = get_project(session, project_id)
+        iteration = get_iteration(session, project_id, iteration_id)
+    from veil.vision.metrics import performance
+
+    evaluation = load_evaluation(ctx, project, iteration)
+    return iteration, performance(evaluation, threshold, overlap_threshold)
+
+
+@dataclass(frozen=True)
+class ImagePerformanceView:
+    """A held-out image with what the iteration predicted for it."""
+
+    image: Image
+    result: ImageResult
+
+
+def performance_images(
+    ctx: AppContext,
+    project_id: str,
+    iteration_id: str,
+    tag_ids: list[str] | None = None,
+    order_by: str = "Newest",
+    take: int = 50,
+    skip: int = 0,
+) -> tuple[list[ImagePerformanceView], int]:
+    """Held-out images of an iteration (optionally only those whose ground truth has one of `tag_ids`)."""
+    if not 0 <= take <= 256 or skip < 0:
+        raise InvalidInput("take must be 0..256 and skip ≥ 0")
+    with ctx.db.session() as session:
+        project = get_project(session, project_id)
+        iteration = get_iteration(session, project_id, iteration_id)
+        names = {tag.id: tag.name for tag in session.scalars(select(Tag).where(Tag.project_id == project_id))}
+    evaluation = load_evaluation(ctx, project, iteration)
+    wanted = {names[t] for t in tag_ids or [] if t in names}
+    results = [
+        r
+        for r in evaluation.images
+        if not wanted or wanted & (set(r.true_labels) | {box.tag for box in r.true_boxes})
+    ]
+    with ctx.db.session() as session:
+        rows = session.scalars(
+            select(Image)
+            .options(selectinload(Image.tag_links), selectinload(Image.regions))
+            .where(Image.project_id == project_id, Image.id.in_([r.key for r in results]))
+        )
+        images = {image.id: image for image in rows}
+    views = [ImagePerformanceView(images[r.key], r) for r in results if r.key in images]
+    views.sort(key=lambda v: v.image.created, reverse=order_by != "Oldest")
+    return views[skip : skip + take], len(views)

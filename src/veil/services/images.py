@@ -1,0 +1,338 @@
+"""Training images: safe ingest → (policy) anonymization → encryption → blob + row; list, read, delete.
+
+Heavy work (decode, anonymize, encode, encrypt, write) runs outside any database transaction; the rows of
+a batch are then inserted in one short transaction. A blob whose row never committed is invisible (and
+removed by `veil purge`), so a crash can leave nothing half-written in view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from PIL import Image as PILImage
+from sqlalchemy import Select, delete, exists, func, select
+from sqlalchemy.orm import Session
+
+from veil.images.ingest import CleanImage, ImageRejected, decode_image, encode_image
+from veil.security import audit
+from veil.security.auth import Principal
+from veil.services.context import AppContext
+from veil.services.errors import InvalidInput, NotFound, Unavailable
+from veil.services.privacy_detector import PolicyDetector, anonymize_with_detector, load_detector
+from veil.services.projects import get_project, privacy_policy, privacy_policy_problem
+from veil.services.tags import resolve_tags
+from veil.services.vault import Vault
+from veil.store.blobs import BlobNotFound
+from veil.store.models import Image, ImageTag, Project, Region, Tag, new_id
+from veil.store.policy import PrivacyPolicy
+
+MAX_TAGS_PER_IMAGE = 20
+MAX_TAKE = 256
+TaggingStatus = Literal["All", "Tagged", "Untagged"]
+# Custom Vision's per-image status for an image refused because the project's privacy policy cannot be applied.
+POLICY_REFUSED = "ErrorUnknown"
+
+
+class PolicyNotApplicable(InvalidInput):
+    """The project's privacy policy cannot be applied to an upload (the image is refused, never stored raw)."""
+
+    code = "BadRequestPrivacyPolicy"
+
+
+@dataclass(frozen=True)
+class RegionIn:
+    """A box normalized to the image size (Custom Vision's left/top/width/height)."""
+
+    tag_id: str
+    left: float
+    top: float
+    width: float
+    height: float
+
+    def check(self) -> None:
+        inside = 0 <= self.left <= 1 and 0 <= self.top <= 1 and self.width > 0 and self.height > 0
+        if not inside or self.left + self.width > 1.0001 or self.top + self.height > 1.0001:
+            raise InvalidInput(
+                f"region {self} must lie inside the image (normalized 0..1, positive size)",
+                code="BadRequestRegionInvalid",
+            )
+
+
+@dataclass(frozen=True)
+class Upload:
+    data: bytes
+    source_name: str = ""
+    tag_ids: Sequence[str] = ()
+    regions: Sequence[RegionIn] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    source_name: str
+    status: str  # "OK" or Custom Vision's ImageCreateStatus for the refusal
+    reason: str = ""
+    image: Image | None = None
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    results: list[UploadOutcome]
+
+    @property
+    def all_ok(self) -> bool:
+        return all(r.status == "OK" for r in self.results)
+
+    @property
+    def any_ok(self) -> bool:
+        return any(r.status == "OK" for r in self.results)
+
+
+@dataclass
+class _Prepared:
+    upload: Upload
+    clean: CleanImage
+    blob_id: str
+    anonymized: bool
+
+
+@dataclass(frozen=True)
+class IngestPolicy:
+    """A project's policy as ingest applies it: why it cannot (if so) and its loaded detector (if any)."""
+
+    policy: PrivacyPolicy
+    problem: str | None = None
+    detector: PolicyDetector | None = None
+
+
+def ingest_policy(ctx: AppContext, session: Session, project: Project) -> IngestPolicy:
+    policy = privacy_policy(project)
+    if not policy.anonymize_on_ingest:
+        return IngestPolicy(policy)
+    problem = privacy_policy_problem(session, policy)
+    if problem or policy.detector is None:
+        return IngestPolicy(policy, problem)
+    try:
+        return IngestPolicy(policy, detector=load_detector(ctx, session, policy))
+    except Exception as exc:  # onnxruntime raises several unrelated types for a model it cannot load
+        return IngestPolicy(policy, f"the policy's detector cannot be loaded: {str(exc).splitlines()[0]}")
+
+
+def anonymize_if_required(image: PILImage.Image, ingest: IngestPolicy) -> tuple[PILImage.Image, bool]:
+    """Apply the ingest anonymization (privacy's `anonymize_for_ingest`) when the policy asks for it."""
+    policy = ingest.policy
+    if not policy.anonymize_on_ingest:
+        return image, False
+    if ingest.problem:
+        raise PolicyNotApplicable(f"{ingest.problem} (PUT /veil/v1/projects/{{projectId}}/privacy)")
+    try:
+        # Lazy: privacy (ONNX detectors) is heavier and only needed by projects that ask for it.
+        from veil.privacy.detectors import DetectorError
+        from veil.privacy.ingest import anonymize_for_ingest
+        from veil.privacy.settings import SettingsError
+    except ImportError as exc:
+        raise Unavailable(
+            f"this project requires anonymization on ingest but veil.privacy is unavailable ({exc})"
+        ) from None
+    try:
+        if ingest.detector is not None:
+            return anonymize_with_detector(image, policy, ingest.detector), True
+        return anonymize_for_ingest(image, policy), True
+    except (SettingsError, DetectorError) as exc:
+        raise PolicyNotApplicable(f"the project's privacy policy cannot be applied: {exc}") from None
+
+
+def add_images(
+    ctx: AppContext, actor: Principal, project_id: str, uploads: Sequence[Upload], tag_ids: Sequence[str] = ()
+) -> BatchOutcome:
+    """Ingest a batch; each image gets `OK` or a refusal status and its reason. Nothing raw is stored."""
+    if not uploads:
+        raise InvalidInput("no image in the request", code="BadRequestImageBatch")
+    if len(uploads) > ctx.settings.max_images_per_batch:
+        raise InvalidInput(
+            f"{len(uploads)} images in one request; at most {ctx.settings.max_images_per_batch}",
+            code="BadRequestImageBatch",
+        )
+    with ctx.db.session() as session:
+        project = get_project(session, project_id)
+        for upload in uploads:
+            _check_labels(session, project, [*tag_ids, *upload.tag_ids], upload.regions)
+        ingest = ingest_policy(ctx, session, project)
+        Vault(ctx).dek(project)  # fail early when the project's key is gone
+    prepared: list[_Prepared | UploadOutcome] = [_prepare(ctx, project, ingest, u) for u in uploads]
+    return _commit_batch(ctx, actor, project_id, prepared, list(tag_ids))
+
+
+def _check_labels(session: Session, project: Project, tag_ids: list[str], regions: Sequence[RegionIn]) -> None:
+    all_ids = [*tag_ids, *(r.tag_id for r in regions)]
+    if len(set(all_ids)) > MAX_TAGS_PER_IMAGE:
+        raise InvalidInput(f"at most {MAX_TAGS_PER_IMAGE} tags per image", code="BadRequestTagLimitExceed")
+    resolve_tags(session, project.id, all_ids)
+    for region in regions:
+        region.check()
+
+
+def _prepare(ctx: AppContext, project: Project, ingest: IngestPolicy, upload: Upload) -> _Prepared | UploadOutcome:
+    try:
+        image, source_format = decode_image(upload.data, ctx.limits)
+    except ImageRejected as rejected:
+        return UploadOutcome(upload.source_name, rejected.status.value, rejected.reason)
+    try:
+        image, anonymized = anonymize_if_required(image, ingest)
+    except PolicyNotApplicable as refused:
+        return UploadOutcome(upload.source_name, POLICY_REFUSED, refused.message)
+    clean = encode_image(image, source_format)
+    blob_id = new_id()
+    Vault(ctx).put(project, blob_id, clean.data)
+    return _Prepared(upload, clean, blob_id, anonymized)
+
+
+def _commit_batch(
+    ctx: AppContext,
+    actor: Principal,
+    project_id: str,
+    prepared: list[_Prepared | UploadOutcome],
+    tag_ids: list[str],
+) -> BatchOutcome:
+    results: list[UploadOutcome] = []
+    with ctx.db.session() as session:
+        project = get_project(session, project_id)
+        policy = privacy_policy(project)
+        for item in prepared:
+            if isinstance(item, UploadOutcome):
+                results.append(item)
+                continue
+            image = _image_row(session, project, policy, item, tag_ids)
+            results.append(UploadOutcome(item.upload.source_name, "OK", image=image))
+        created = [r.image.id for r in results if r.image is not None]
+        refused = len(results) - len(created)
+        if created:
+            audit.record(session, actor, "images.create", [project_id, *created])
+        if refused:
+            audit.record(session, actor, "images.create", [project_id], f"refused:{refused}")
+        session.flush()
+        for image in (r.image for r in results if r.image is not None):
+            session.refresh(image, attribute_names=["tag_links", "regions"])
+    return BatchOutcome(results)
+
+
+def _image_row(session: Session, project: Project, policy: PrivacyPolicy, item: _Prepared, tag_ids: list[str]) -> Image:
+    meta = dict(item.upload.metadata)
+    if item.anonymized:
+        meta["veil.anonymized"] = policy.method
+        if policy.method == "dp-pixelate":
+            meta["veil.epsilon"] = str(policy.epsilon)
+    image = Image(
+        project_id=project.id,
+        blob_id=item.blob_id,
+        content_type=item.clean.content_type,
+        size_bytes=len(item.clean.data),
+        width=item.clean.width,
+        height=item.clean.height,
+        anonymized=item.anonymized,
+        meta=meta,
+    )
+    session.add(image)
+    session.flush()
+    for tag_id in dict.fromkeys([*tag_ids, *item.upload.tag_ids]):
+        session.add(ImageTag(image_id=image.id, tag_id=tag_id))
+    for r in item.upload.regions:
+        session.add(Region(image_id=image.id, tag_id=r.tag_id, left=r.left, top=r.top, width=r.width, height=r.height))
+    return image
+
+
+def _filtered(query: Select[Any], project_id: str, status: TaggingStatus, tag_ids: Sequence[str]) -> Select[Any]:
+    query = query.where(Image.project_id == project_id)
+    tagged = exists().where(ImageTag.image_id == Image.id) | exists().where(Region.image_id == Image.id)
+    if status == "Tagged":
+        query = query.where(tagged)
+    elif status == "Untagged":
+        query = query.where(~tagged)
+    if tag_ids:
+        query = query.where(
+            exists().where(ImageTag.image_id == Image.id, ImageTag.tag_id.in_(tag_ids))
+            | exists().where(Region.image_id == Image.id, Region.tag_id.in_(tag_ids))
+        )
+    return query
+
+
+def list_images(
+    session: Session,
+    project_id: str,
+    tagging_status: TaggingStatus = "All",
+    tag_ids: Sequence[str] = (),
+    order_by: Literal["Newest", "Oldest"] = "Newest",
+    take: int = 50,
+    skip: int = 0,
+) -> list[Image]:
+    get_project(session, project_id)
+    if not 0 <= take <= MAX_TAKE or skip < 0:
+        raise InvalidInput(f"take must be 0..{MAX_TAKE} and skip ≥ 0")
+    order = Image.created.desc() if order_by == "Newest" else Image.created.asc()
+    query = _filtered(select(Image), project_id, tagging_status, tag_ids).order_by(order, Image.id)
+    return list(session.scalars(query.offset(skip).limit(take)))
+
+
+def count_images(
+    session: Session, project_id: str, tagging_status: TaggingStatus = "All", tag_ids: Sequence[str] = ()
+) -> int:
+    get_project(session, project_id)
+    query = _filtered(select(func.count()).select_from(Image), project_id, tagging_status, tag_ids)
+    return int(session.scalar(query) or 0)
+
+
+def images_by_ids(session: Session, project_id: str, image_ids: Sequence[str]) -> list[Image]:
+    get_project(session, project_id)
+    query = select(Image).where(Image.project_id == project_id, Image.id.in_(list(image_ids)))
+    return list(session.scalars(query))
+
+
+def get_image(session: Session, project_id: str, image_id: str) -> Image:
+    image = session.get(Image, image_id)
+    if image is None or image.project_id != project_id:
+        raise NotFound(f"image {image_id} not found in project {project_id}")
+    return image
+
+
+def read_image_bytes(ctx: AppContext, actor: Principal, project_id: str, image_id: str) -> tuple[bytes, str]:
+    """Decrypt an image for its reader (an audited event); IntegrityError if its blob was tampered with."""
+    with ctx.db.session() as session:
+        project = get_project(session, project_id)
+        image = get_image(session, project_id, image_id)
+        audit.record(session, actor, "image.read", [project_id, image_id])
+        try:
+            data = Vault(ctx).get(project, image.blob_id)
+        except BlobNotFound:
+            raise NotFound(f"image {image_id} has no stored data") from None
+        return data, image.content_type
+
+
+def delete_images(
+    ctx: AppContext,
+    actor: Principal,
+    project_id: str,
+    image_ids: Sequence[str] = (),
+    all_images: bool = False,
+) -> int:
+    """Delete rows first (committed), then blobs: a crash leaves an unreachable blob, never a broken image."""
+    if not image_ids and not all_images:
+        raise InvalidInput("give imageIds or allImages=true", code="BadRequestImageBatch")
+    with ctx.db.session() as session:
+        project = get_project(session, project_id)
+        query = select(Image).where(Image.project_id == project_id)
+        if not all_images:
+            query = query.where(Image.id.in_(list(image_ids)))
+        doomed = list(session.scalars(query))
+        blob_ids = [i.blob_id for i in doomed]
+        if doomed:
+            session.execute(delete(Image).where(Image.id.in_([i.id for i in doomed])))
+        audit.record(session, actor, "images.delete", [project_id, *(i.id for i in doomed)])
+    for blob_id in blob_ids:
+        Vault(ctx).delete(project, blob_id)
+    return len(doomed)
+
+
+def tag_names(session: Session, tag_ids: Sequence[str]) -> dict[str, str]:
+    return {t.id: t.name for t in session.scalars(select(Tag).where(Tag.id.in_(list(tag_ids))))}

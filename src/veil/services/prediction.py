@@ -1,0 +1,365 @@
+"""Predictions: run a published (or quick-test) iteration on an image; store it only when asked and allowed.
+
+    >>> outcome = predict(ctx, actor, PredictRequest(project_id, "classify", data, published_name="prod"))
+    >>> outcome.predictions[0].tag_name, outcome.predictions[0].probability
+
+`store=False` (the `.../nostore` routes) writes nothing anywhere: no image, no row, no audit event. With
+`store=True` the re-encoded image is sealed with the project's key and the result kept until the project's
+retention (`PrivacyPolicy.retention_days`) runs out — unless the policy forbids storing predictions at all.
+Models are decrypted in memory only and cached per iteration.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy import select
+
+from veil.images.ingest import ImageRejected, RejectStatus, decode_image, encode_image
+from veil.security import audit
+from veil.security.auth import Principal
+from veil.services.context import AppContext
+from veil.services.errors import InvalidInput, NotFound, ServiceError
+from veil.services.training import COMPLETED, get_iteration, get_project, is_detection
+from veil.services.vault import Vault
+from veil.store.models import Iteration, Prediction, Project, new_id, utcnow
+from veil.store.policy import PrivacyPolicy
+
+if TYPE_CHECKING:  # onnxruntime models are loaded where used
+    from veil.vision.runtime import ExportedModel
+
+DETECTION_THRESHOLD = 0.05  # like Custom Vision, low-confidence boxes are returned; callers filter
+MODEL_CACHE_SIZE = 8
+
+REJECT_CODES = {
+    RejectStatus.bad_format: "BadRequestImageFormat",
+    RejectStatus.size: "BadRequestImageSizeBytes",
+    RejectStatus.dimensions: "BadRequestImageDimensions",
+}
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    project_id: str
+    task: str  # classify | detect
+    data: bytes
+    published_name: str | None = None
+    iteration_id: str | None = None  # quick test: an iteration instead of a publish name
+    store: bool = False
+    application: str | None = None
+
+
+@dataclass(frozen=True)
+class PredictedTag:
+    tag_id: str
+    tag_name: str
+    probability: float
+    box: tuple[float, float, float, float] | None = None  # normalized left, top, width, height
+    tag_type: str = "Regular"  # or "Negative" (Custom Vision reports the negative tag's probability too)
+
+
+@dataclass(frozen=True)
+class PredictionOutcome:
+    id: str
+    project_id: str
+    iteration_id: str
+    created: datetime
+    predictions: list[PredictedTag]
+    stored: bool
+
+
+class ModelCache:
+    """Loaded onnxruntime models by (iteration, model blob); least recently used ones are dropped."""
+
+    def __init__(self, size: int = MODEL_CACHE_SIZE) -> None:
+        self.size = size
+        self._models: OrderedDict[tuple[str, str], ExportedModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, ctx: AppContext, project: Project, iteration: Iteration) -> ExportedModel:
+        assert iteration.model_blob_id
+        key = (iteration.id, iteration.model_blob_id)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+        from veil.vision.runtime import load_model
+
+        model = load_model(Vault(ctx).get(project, iteration.model_blob_id))
+        with self._lock:
+            self._models[key] = model
+            while len(self._models) > self.size:
+                self._models.popitem(last=False)
+        return model
+
+
+MODELS = ModelCache()
+
+
+def _find_iteration(ctx: AppContext, request: PredictRequest) -> tuple[Project, Iteration]:
+    # A read-only session: concurrent predictions never queue for SQLite's write lock.
+    with ctx.db.read_session() as session:
+        project = get_project(session, request.project_id)
+        if request.iteration_id:
+            iteration = get_iteration(session, project.id, request.iteration_id)
+        elif request.published_name:
+            found = session.scalars(
+                select(Iteration).where(
+                    Iteration.project_id == project.id, Iteration.publish_name == request.published_name
+                )
+            ).first()
+            if found is None:
+                raise NotFound(
+                    f"no iteration of project {project.id} is published as {request.published_name!r}",
+                    code="NotFoundIteration",
+                )
+            iteration = found
+        else:
+            found = session.scalars(
+                select(Iteration)
+                .where(Iteration.project_id == project.id, Iteration.status == COMPLETED)
+                .order_by(Iteration.trained_at.desc())
+            ).first()
+            if found is None:
+                raise NotFound("the project has no trained iteration yet", code="NotFoundProjectDefaultIteration")
+            iteration = found
+        if iteration.status != COMPLETED or not iteration.model_blob_id:
+            raise InvalidInput(
+                f"iteration {iteration.id} is not trained (status {iteration.status})",
+                code="BadRequestIterationIsNotTrained",
+            )
+        session.expunge_all()  # detached with their loaded columns (the read session rolls back on exit)
+        return project, iteration
+
+
+def _check_task(project: Project, task: str) -> None:
+    wanted = "detect" if is_detection(project) else "classify"
+    if task != wanted:
+        raise InvalidInput(
+            f"project {project.id} is {'an object detection' if wanted == 'detect' else 'a classification'} "
+            f"project: use the {wanted} route",
+            code="BadRequestInvalidPublishTarget",
+        )
+
+
+def decode_for_prediction(ctx: AppContext, data: bytes) -> tuple[PILImage.Image, str]:
+    """Safe decode with the upload limits: the metadata-free image and its source format."""
+    if not data:
+        raise InvalidInput("the request has no image", code="BadRequestImageStream")
+    try:
+        return decode_image(data, ctx.limits)
+    except ImageRejected as rejected:
+        raise ServiceError(rejected.reason, code=REJECT_CODES.get(rejected.status, "BadRequestImageFormat")) from None
+
+
+def _label_ids(iteration: Iteration) -> dict[str, str]:
+    return {label["name"]: label["id"] for label in (iteration.metrics or {}).get("labels", [])}
+
+
+def _label_types(iteration: Iteration) -> dict[str, str]:
+    return {label["name"]: label.get("type", "Regular") for label in (iteration.metrics or {}).get("labels", [])}
+
+
+def run_model(model: ExportedModel, iteration: Iteration, rgb: np.ndarray) -> list[PredictedTag]:
+    ids = _label_ids(iteration)
+    if model.info.task == "detect":
+        detections = model.detect(rgb, threshold=DETECTION_THRESHOLD)
+        height, width = rgb.shape[:2]
+        names = detections.data.get("class_name", [])
+        found = []
+        confidences = detections.confidence if detections.confidence is not None else np.ones(len(detections))
+        for (x0, y0, x1, y1), confidence, name in zip(detections.xyxy, confidences, names, strict=True):
+            box = (float(x0) / width, float(y0) / height, float(x1 - x0) / width, float(y1 - y0) / height)
+            found.append(PredictedTag(ids.get(str(name), ""), str(name), float(confidence), box))
+        return sorted(found, key=lambda tag: -tag.probability)
+    types = _label_types(iteration)
+    return [
+        PredictedTag(ids.get(p.tag, ""), p.tag, p.probability, tag_type=types.get(p.tag, "Regular"))
+        for p in model.classify(rgb)
+    ]
+
+
+def predict(ctx: AppContext, actor: Principal, request: PredictRequest) -> PredictionOutcome:
+    project, iteration = _find_iteration(ctx, request)
+    _check_task(project, request.task)
+    image, source_format = decode_for_prediction(ctx, request.data)
+    rgb = np.asarray(image.convert("RGB"))
+    predictions = run_model(MODELS.get(ctx, project, iteration), iteration, rgb)
+    outcome = PredictionOutcome(
+        id=new_id(),
+        project_id=project.id,
+        iteration_id=iteration.id,
+        created=utcnow(),
+        predictions=predictions,
+        stored=False,
+    )
+    policy = PrivacyPolicy.model_validate(project.privacy or {})
+    if request.store and policy.store_predictions and policy.retention_days > 0:
+        clean = encode_image(image, source_format)  # only what is kept is re-encoded (nostore skips it)
+        _store(ctx, actor, project, outcome, clean.data, clean.content_type, rgb.shape, request.application, policy)
+        outcome = PredictionOutcome(**{**outcome.__dict__, "stored": True})
+    return outcome
+
+
+def _store(
+    ctx: AppContext,
+    actor: Principal,
+    project: Project,
+    outcome: PredictionOutcome,
+    clean_bytes: bytes,
+    content_type: str,
+    shape: tuple[int, ...],
+    application: str | None,
+    policy: PrivacyPolicy,
+) -> None:
+    blob_id = new_id()
+    Vault(ctx).put(project, blob_id, clean_bytes)
+    with ctx.db.session() as session:
+        session.add(
+            Prediction(
+                id=outcome.id,
+                project_id=project.id,
+                iteration_id=outcome.iteration_id,
+                application=application,
+                image_blob_id=blob_id,
+                content_type=content_type,
+                width=int(shape[1]),
+                height=int(shape[0]),
+                results=[_result_json(tag) for tag in outcome.predictions],
+                created=outcome.created,
+                expires_at=outcome.created + timedelta(days=policy.retention_days),
+            )
+        )
+        audit.record(session, actor, "prediction.store", [project.id, outcome.id])
+
+
+def _result_json(tag: PredictedTag) -> dict[str, object]:
+    result: dict[str, object] = {
+        "tagId": tag.tag_id,
+        "tagName": tag.tag_name,
+        "probability": tag.probability,
+        "tagType": tag.tag_type,
+    }
+    if tag.box is not None:
+        result["boundingBox"] = dict(zip(("left", "top", "width", "height"), tag.box, strict=True))
+    return result
+
+
+def stored_tags(prediction: Prediction) -> list[PredictedTag]:
+    tags = []
+    for result in prediction.results or []:
+        box = result.get("boundingBox")
+        tags.append(
+            PredictedTag(
+                tag_id=str(result.get("tagId", "")),
+                tag_name=str(result.get("tagName", "")),
+                probability=float(result.get("probability", 0.0)),
+                box=(box["left"], box["top"], box["width"], box["height"]) if box else None,
+                tag_type=str(result.get("tagType", "Regular")),
+            )
+        )
+    return tags
+
+
+@dataclass(frozen=True)
+class TagThreshold:
+    tag_id: str
+    min_threshold: float = 0.0
+    max_threshold: float = 1.0
+
+
+@dataclass(frozen=True)
+class PredictionQuery:
+    """Custom Vision's `PredictionQueryToken` as a typed query; `continuation`: offset of the next page."""
+
+    iteration_id: str | None = None
+    application: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    tags: tuple[TagThreshold, ...] = ()
+    order_by: str = "Newest"
+    max_count: int = 50
+    continuation: str | None = None
+
+
+MAX_QUERY_COUNT = 256
+MAX_DELETE_IDS = 64
+
+
+def _matches_tags(prediction: Prediction, thresholds: tuple[TagThreshold, ...]) -> bool:
+    """Kept when, for every tag filter, some result of that tag lies within its probability range."""
+    for wanted in thresholds:
+        probabilities = [
+            float(r.get("probability", 0.0)) for r in prediction.results or [] if r.get("tagId") == wanted.tag_id
+        ]
+        if not any(wanted.min_threshold <= p <= wanted.max_threshold for p in probabilities):
+            return False
+    return True
+
+
+def query_predictions(ctx: AppContext, project_id: str, query: PredictionQuery) -> tuple[list[Prediction], str | None]:
+    """Stored predictions matching `query`, a page at a time; returns the page and the next continuation."""
+    if not 0 < query.max_count <= MAX_QUERY_COUNT:
+        raise InvalidInput(f"maxCount must be 1..{MAX_QUERY_COUNT}", code="BadRequestPredictionResultsExceededCount")
+    try:
+        offset = int(query.continuation or 0)
+    except ValueError:
+        raise InvalidInput("continuation is not one this server issued", code="BadRequestInvalid") from None
+    with ctx.db.session() as session:
+        get_project(session, project_id)
+        statement = select(Prediction).where(Prediction.project_id == project_id)
+        if query.iteration_id:
+            statement = statement.where(Prediction.iteration_id == query.iteration_id)
+        if query.application:
+            statement = statement.where(Prediction.application == query.application)
+        if query.start_time:
+            statement = statement.where(Prediction.created >= query.start_time)
+        if query.end_time:
+            statement = statement.where(Prediction.created <= query.end_time)
+        newest_first = query.order_by != "Oldest"
+        statement = statement.order_by(Prediction.created.desc() if newest_first else Prediction.created, Prediction.id)
+        matching = [p for p in session.scalars(statement) if _matches_tags(p, query.tags)]
+    page = matching[offset : offset + query.max_count]
+    following = offset + len(page)
+    return page, (str(following) if following < len(matching) else None)
+
+
+def delete_predictions(ctx: AppContext, actor: Principal, project_id: str, ids: list[str]) -> int:
+    """Delete stored predictions (rows and sealed images); returns how many existed."""
+    if not ids:
+        raise InvalidInput("ids: give at least one prediction id", code="BadRequestPredictionIdsMissing")
+    if len(ids) > MAX_DELETE_IDS:
+        raise InvalidInput(
+            f"at most {MAX_DELETE_IDS} prediction ids per call", code="BadRequestPredictionIdsExceededCount"
+        )
+    with ctx.db.session() as session:
+        project = get_project(session, project_id)
+        rows = list(
+            session.scalars(select(Prediction).where(Prediction.project_id == project_id, Prediction.id.in_(ids)))
+        )
+        blob_ids = [row.image_blob_id for row in rows if row.image_blob_id]
+        for row in rows:
+            session.delete(row)
+        audit.record(session, actor, "prediction.delete", [project_id, *[row.id for row in rows]])
+    vault = Vault(ctx)
+    for blob_id in blob_ids:
+        vault.delete(project, blob_id)
+    return len(rows)
+
+
+def stored_image(ctx: AppContext, actor: Principal, project_id: str, prediction_id: str) -> tuple[bytes, str]:
+    """The kept image of a stored prediction (decrypted in memory; the read is audited)."""
+    with ctx.db.session() as session:
+        project = get_project(session, project_id)
+        row = session.get(Prediction, prediction_id)
+        if row is None or row.project_id != project_id or not row.image_blob_id:
+            raise NotFound(f"stored prediction {prediction_id} not found", code="NotFound")
+        audit.record(session, actor, "prediction.image.read", [project_id, prediction_id])
+        blob_id, content_type = row.image_blob_id, row.content_type or "image/jpeg"
+    return Vault(ctx).get(project, blob_id), content_type

@@ -1,0 +1,88 @@
+"""Tags of a project: Regular or Negative (at most one Negative per project, never in detection projects)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from veil.security import audit
+from veil.security.auth import Principal
+from veil.services.errors import Conflict, InvalidInput, NotFound
+from veil.services.projects import get_project
+from veil.store.models import ImageTag, Region, Tag
+
+TAG_TYPES = ("Regular", "Negative")
+MAX_TAG_NAME = 200
+
+
+def create_tag(
+    session: Session,
+    actor: Principal,
+    project_id: str,
+    name: str,
+    description: str = "",
+    type: str = "Regular",
+) -> Tag:
+    project = get_project(session, project_id)
+    name = (name or "").strip()
+    if not name or len(name) > MAX_TAG_NAME:
+        raise InvalidInput(f"tag name must be 1..{MAX_TAG_NAME} characters", code="BadRequestTagName")
+    if type not in TAG_TYPES:
+        raise InvalidInput(f"tag type must be Regular or Negative, not {type!r}", code="BadRequestTagType")
+    existing = session.scalars(select(Tag).where(Tag.project_id == project.id)).all()
+    if any(t.name.lower() == name.lower() for t in existing):
+        raise Conflict(f"a tag named {name!r} already exists in this project", code="BadRequestTagNameNotUnique")
+    if type == "Negative":
+        if project.project_type == "ObjectDetection":
+            raise InvalidInput("object detection projects cannot have a Negative tag", code="BadRequestTagType")
+        if any(t.type == "Negative" for t in existing):
+            raise Conflict("this project already has a Negative tag", code="BadRequestNegativeTag")
+    tag = Tag(project_id=project.id, name=name, description=description or "", type=type)
+    session.add(tag)
+    session.flush()
+    audit.record(session, actor, "tag.create", [project.id, tag.id])
+    return tag
+
+
+def list_tags(session: Session, project_id: str) -> list[Tag]:
+    get_project(session, project_id)
+    return list(session.scalars(select(Tag).where(Tag.project_id == project_id).order_by(Tag.created)))
+
+
+def get_tag(session: Session, project_id: str, tag_id: str) -> Tag:
+    tag = session.get(Tag, tag_id)
+    if tag is None or tag.project_id != project_id:
+        raise NotFound(f"tag {tag_id} not found in project {project_id}")
+    return tag
+
+
+def image_counts(session: Session, project_id: str) -> dict[str, int]:
+    """Images per tag (by tag link for classification, by region for detection)."""
+    by_link = session.execute(
+        select(ImageTag.tag_id, func.count()).join(Tag, Tag.id == ImageTag.tag_id)
+        .where(Tag.project_id == project_id).group_by(ImageTag.tag_id)
+    ).all()  # fmt: skip
+    by_region = session.execute(
+        select(Region.tag_id, func.count(func.distinct(Region.image_id))).join(Tag, Tag.id == Region.tag_id)
+        .where(Tag.project_id == project_id).group_by(Region.tag_id)
+    ).all()  # fmt: skip
+    counts: dict[str, int] = {}
+    for tag_id, count in [*by_link, *by_region]:
+        counts[tag_id] = max(counts.get(tag_id, 0), count)
+    return counts
+
+
+def resolve_tags(session: Session, project_id: str, tag_ids: list[str]) -> list[Tag]:
+    """The tags named by id, all in this project; a regular and the negative tag never together."""
+    tags = []
+    for tag_id in dict.fromkeys(tag_ids):
+        tag = session.get(Tag, tag_id)
+        if tag is None or tag.project_id != project_id:
+            raise InvalidInput(f"tag {tag_id} does not exist in project {project_id}", code="BadRequestInvalidIds")
+        tags.append(tag)
+    if len(tags) > 1 and any(t.type == "Negative" for t in tags):
+        raise InvalidInput(
+            "the Negative tag cannot be on an image with other tags",
+            code="BadRequestNegativeAndRegularTagOnSameImage",
+        )
+    return tags

@@ -1,0 +1,477 @@
+"""Training use cases: start a training (validated at once, run by a job), iterations, and the job handler.
+
+    >>> iteration = start_training(ctx, actor, project_id, TrainOptions(training_type="Regular"))
+    >>> # the worker's child runs TRAINING_JOB.run(...): samples → veil.vision.train → sealed artifacts
+
+What a trained iteration keeps (all blobs sealed with the project's key): the ONNX model, the held-out
+evaluation (per-image predictions and ground truth, so performance is recomputed at any threshold on request),
+PR-curve PNGs, and in `Iteration.metrics` the label order with tag ids, the evaluation method, the model card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image as PILImage
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from veil.jobs.handlers import JobCancelled, JobContext
+from veil.security import audit
+from veil.security.auth import Principal
+from veil.services.context import AppContext
+from veil.services.errors import InvalidInput, NotFound, ServiceError
+from veil.services.vault import Vault
+from veil.store.models import Export, Image, ImageTag, Iteration, Project, Region, Tag, new_id, utcnow
+
+if TYPE_CHECKING:
+    from veil.vision.metrics import Evaluation
+
+log = logging.getLogger("veil.training")
+
+MIN_IMAGES_CLASSIFICATION = 5
+MIN_IMAGES_DETECTION = 15
+TRAINING, COMPLETED, FAILED = "Training", "Completed", "Failed"
+
+
+class TrainingNotNeeded(ServiceError):
+    code = "BadRequestTrainingNotNeeded"
+
+
+class NotEnoughImagesPerTag(ServiceError):
+    code = "BadRequestNotEnoughImagesPerTag"
+
+
+class TrainingAlreadyInProgress(ServiceError):
+    code = "BadRequestTrainingAlreadyInProgress"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    training_type: str = "Regular"  # Regular | Advanced
+    reserved_budget_in_hours: int = 0
+    force_train: bool = False
+    selected_tags: list[str] = field(default_factory=list)  # tag ids; empty: all
+
+
+@dataclass(frozen=True)
+class DatasetImage:
+    """One training image as the job sees it: ids only, pixels read from the vault on demand."""
+
+    image_id: str
+    blob_id: str
+    tag_names: tuple[str, ...]
+    boxes: tuple[tuple[str, float, float, float, float], ...]  # (tag name, left, top, width, height)
+
+
+def get_project(session: Session, project_id: str) -> Project:
+    project = session.get(Project, project_id)
+    if project is None or project.deleting:
+        raise NotFound(f"project {project_id} not found", code="NotFoundProject")
+    return project
+
+
+def get_iteration(session: Session, project_id: str, iteration_id: str) -> Iteration:
+    iteration = session.get(Iteration, iteration_id)
+    if iteration is None or iteration.project_id != project_id:
+        raise NotFound(f"iteration {iteration_id} not found in project {project_id}", code="NotFoundIteration")
+    return iteration
+
+
+def is_detection(project: Project) -> bool:
+    return project.project_type == "ObjectDetection"
+
+
+def task_of(project: Project) -> str:
+    if is_detection(project):
+        return "detect"
+    return "multilabel" if project.classification_type == "Multilabel" else "classify"
+
+
+def _selected_tags(session: Session, project: Project, selected: list[str]) -> list[Tag]:
+    tags = list(session.scalars(select(Tag).where(Tag.project_id == project.id).order_by(Tag.created)))
+    if not selected:
+        return tags
+    known = {tag.id: tag for tag in tags}
+    unknown = [tag_id for tag_id in selected if tag_id not in known]
+    if unknown:
+        raise InvalidInput(f"selectedTags names unknown tag ids: {', '.join(unknown)}", code="BadRequestInvalidIds")
+    return [known[tag_id] for tag_id in selected]
+
+
+def dataset(session: Session, project: Project, tags: list[Tag]) -> list[DatasetImage]:
+    """The images that carry at least one of `tags` (as a tag link, or for detection as a region)."""
+    names = {tag.id: tag.name for tag in tags}
+    links: dict[str, list[str]] = {}
+    for image_id, tag_id in session.execute(
+        select(ImageTag.image_id, ImageTag.tag_id).join(Image).where(Image.project_id == project.id)
+    ):
+        if tag_id in names:
+            links.setdefault(image_id, []).append(names[tag_id])
+    boxes: dict[str, list[tuple[str, float, float, float, float]]] = {}
+    if is_detection(project):
+        rows = session.execute(
+            select(Region.image_id, Region.tag_id, Region.left, Region.top, Region.width, Region.height)
+            .join(Image)
+            .where(Image.project_id == project.id)
+        )
+        for image_id, tag_id, left, top, width, height in rows:
+            if tag_id in names:
+                boxes.setdefault(image_id, []).append((names[tag_id], left, top, width, height))
+    wanted = set(boxes) if is_detection(project) else set(links)
+    images = session.scalars(select(Image).where(Image.project_id == project.id, Image.id.in_(wanted)))
+    return [
+        DatasetImage(
+            image_id=image.id,
+            blob_id=image.blob_id,
+            tag_names=tuple(sorted(links.get(image.id, []))),
+            boxes=tuple(sorted(boxes.get(image.id, []))),
+        )
+        for image in sorted(images, key=lambda image: image.id)
+    ]
+
+
+def _fingerprint(project: Project, items: list[DatasetImage], options: TrainOptions) -> str:
+    """What a training depends on; equal fingerprints mean retraining would learn nothing new."""
+    digest = hashlib.sha256()
+    digest.update(f"{project.project_type}|{project.classification_type}|{project.domain_id}".encode())
+    digest.update(f"|{options.training_type}|{sorted(options.selected_tags)}".encode())
+    for item in items:
+        digest.update(repr((item.image_id, item.tag_names, item.boxes)).encode())
+    return digest.hexdigest()
+
+
+def _check_counts(project: Project, tags: list[Tag], items: list[DatasetImage]) -> None:
+    detection = is_detection(project)
+    required = MIN_IMAGES_DETECTION if detection else MIN_IMAGES_CLASSIFICATION
+    counts: Counter[str] = Counter()
+    for item in items:
+        counts.update({box[0] for box in item.boxes} if detection else set(item.tag_names))
+    regular = [tag for tag in tags if tag.type != "Negative"]
+    if not regular:
+        raise NotEnoughImagesPerTag("the project has no tags to train: create tags and tag images first")
+    for tag in regular:
+        if counts[tag.name] < required:
+            kind = "object detection" if detection else "classification"
+            raise NotEnoughImagesPerTag(
+                f"tag {tag.name!r} has {counts[tag.name]} image(s); {kind} needs at least {required} images "
+                f"per tag — add more images of it or leave it out with selectedTags"
+            )
+    labels = len(regular) + sum(1 for tag in tags if tag.type == "Negative" and counts[tag.name])
+    if task_of(project) == "classify" and labels < 2:
+        raise NotEnoughImagesPerTag(
+            "a multiclass project needs at least two tags with images (or one tag and the Negative tag)"
+        )
+
+
+def start_training(ctx: AppContext, actor: Principal, project_id: str, options: TrainOptions) -> Iteration:
+    """Validate like Custom Vision (synchronously, so the caller gets the error code), then queue the job."""
+    if options.training_type not in ("Regular", "Advanced"):
+        raise InvalidInput(f"trainingType must be Regular or Advanced, not {options.training_type!r}")
+    with ctx.db.session() as session:
+        project = get_project(session, project_id)
+        running = session.scalar(
+            select(func.count())
+            .select_from(Iteration)
+            .where(Iteration.project_id == project_id, Iteration.status == TRAINING)
+        )
+        if running:
+            raise TrainingAlreadyInProgress("a training of this project is already running; wait for it")
+        tags = _selected_tags(session, project, options.selected_tags)
+        items = dataset(session, project, tags)
+        _check_counts(project, tags, items)
+        fingerprint = _fingerprint(project, items, options)
+        previous = session.scalars(
+            select(Iteration)
+            .where(Iteration.project_id == project_id, Iteration.status == COMPLETED)
+            .order_by(Iteration.created.desc())
+        ).first()
+        if previous is not None and previous.metrics.get("fingerprint") == fingerprint and not options.force_train:
+            raise TrainingNotNeeded(
+                "nothing changed since the last trained iteration: add or retag images, or pass forceTrain"
+            )
+        number = session.scalar(select(func.count()).select_from(Iteration).where(Iteration.project_id == project_id))
+        iteration = Iteration(
+            id=new_id(),
+            project_id=project_id,
+            name=f"Iteration {int(number or 0) + 1}",
+            status=TRAINING,
+            training_type=options.training_type,
+            reserved_budget_hours=options.reserved_budget_in_hours,
+            domain_id=project.domain_id,
+            classification_type=None if is_detection(project) else project.classification_type,
+            exportable=True,
+            selected_tags=[tag.id for tag in tags],
+            metrics={"fingerprint": fingerprint, "images": len(items)},
+        )
+        session.add(iteration)
+        session.flush()
+        payload = {"project_id": project_id, "iteration_id": iteration.id}
+        iteration.job_id = _enqueue_in(session, "train", project_id, payload)
+        audit.record(session, actor, "iteration.train", [project_id, iteration.id])
+        return iteration
+
+
+def _enqueue_in(session: Session, kind: str, project_id: str, payload: dict[str, Any]) -> str:
+    """Queue a job in the caller's transaction: the iteration and its job appear together or not at all."""
+    from veil.store.models import Job
+
+    job = Job(kind=kind, project_id=project_id, payload=payload, status="queued")
+    session.add(job)
+    session.flush()
+    return job.id
+
+
+def list_iterations(ctx: AppContext, project_id: str) -> list[Iteration]:
+    with ctx.db.read_session() as session:
+        get_project(session, project_id)
+        query = select(Iteration).where(Iteration.project_id == project_id).order_by(Iteration.created.desc())
+        iterations = list(session.scalars(query))
+        session.expunge_all()  # keep the loaded rows usable after the read session rolls back
+        return iterations
+
+
+def read_iteration(ctx: AppContext, project_id: str, iteration_id: str) -> Iteration:
+    """One iteration (read-only: status polling never takes SQLite's write lock)."""
+    with ctx.db.read_session() as session:
+        get_project(session, project_id)
+        iteration = get_iteration(session, project_id, iteration_id)
+        session.expunge_all()
+        return iteration
+
+
+def rename_iteration(ctx: AppContext, actor: Principal, project_id: str, iteration_id: str, name: str) -> Iteration:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("an iteration name is 1 to 200 characters", code="BadRequestIterationName")
+    with ctx.db.session() as session:
+        get_project(session, project_id)
+        iteration = get_iteration(session, project_id, iteration_id)
+        iteration.name = name
+        audit.record(session, actor, "iteration.update", [project_id, iteration_id])
+        return iteration
+
+
+def delete_iteration(ctx: AppContext, actor: Principal, project_id: str, iteration_id: str) -> None:
+    """Delete an iteration and its sealed artifacts; a published one must be unpublished first."""
+    with ctx.db.session() as session:
+        project = get_project(session, project_id)
+        iteration = get_iteration(session, project_id, iteration_id)
+        if iteration.publish_name:
+            raise InvalidInput("the iteration is published; unpublish it first", code="BadRequestIterationIsPublished")
+        if iteration.status == TRAINING and iteration.job_id:
+            queue_cancel_in(session, iteration.job_id)
+        blob_ids = _artifact_blob_ids(iteration)
+        blob_ids += [b for b in session.scalars(select(Export.blob_id).where(Export.iteration_id == iteration.id)) if b]
+        session.execute(delete(Export).where(Export.iteration_id == iteration.id))
+        session.delete(iteration)
+        audit.record(session, actor, "iteration.delete", [project_id, iteration_id])
+    vault = Vault(ctx)
+    for blob_id in blob_ids:
+        vault.delete(project, blob_id)
+
+
+def queue_cancel_in(session: Session, job_id: str) -> None:
+    from veil.store.models import Job
+
+    job = session.get(Job, job_id)
+    if job is not None and job.status in ("queued", "running"):
+        job.cancel_requested = True
+        if job.status == "queued":
+            job.status, job.finished_at, job.error = "cancelled", utcnow(), "cancelled before it started"
+
+
+def cancel_training(ctx: AppContext, actor: Principal, project_id: str, iteration_id: str) -> Iteration:
+    with ctx.db.session() as session:
+        get_project(session, project_id)
+        iteration = get_iteration(session, project_id, iteration_id)
+        if iteration.status != TRAINING or not iteration.job_id:
+            raise InvalidInput(f"iteration {iteration_id} is not training (status {iteration.status})")
+        queue_cancel_in(session, iteration.job_id)
+        audit.record(session, actor, "iteration.cancel", [project_id, iteration_id])
+        return iteration
+
+
+def training_curve(ctx: AppContext, project_id: str, iteration_id: str) -> bytes:
+    """The training-curve PNG of an Advanced iteration (loss and validation score per epoch), decrypted."""
+    with ctx.db.read_session() as session:
+        project = get_project(session, project_id)
+        iteration = get_iteration(session, project_id, iteration_id)
+        blob_id = (iteration.metrics or {}).get("training_curve_blob_id")
+        if not blob_id:
+            why = (
+                "only Advanced training draws one"
+                if iteration.training_type != "Advanced"
+                else f"it is {iteration.status}; the curve is stored when Advanced training completes"
+            )
+            raise NotFound(f"iteration {iteration_id} has no training curve: {why}")
+        return Vault(ctx).get(project, blob_id)
+
+
+def _artifact_blob_ids(iteration: Iteration) -> list[str]:
+    metrics = iteration.metrics or {}
+    ids = [iteration.model_blob_id, metrics.get("evaluation_blob_id")]
+    ids += list((metrics.get("pr_curve_blob_ids") or {}).values())
+    ids.append(metrics.get("training_curve_blob_id"))
+    return [blob_id for blob_id in ids if blob_id]
+
+
+# --- the job (runs in the worker's spawned child process) ---------------------------------------------------
+
+
+def _sample_loader(vault: Vault, project: Project, blob_id: str):  # type: ignore[no-untyped-def]
+    def load() -> PILImage.Image:
+        return PILImage.open(io.BytesIO(vault.get(project, blob_id)))
+
+    return load
+
+
+class TrainingJob:
+    """Job kind `train`: payload `{project_id, iteration_id}`."""
+
+    def run(self, job: JobContext) -> str | None:
+        from veil.vision import data as vdata
+        from veil.vision import train as vtrain
+
+        ctx = AppContext.open(job.settings, migrate=False)
+        try:
+            started = time.monotonic()
+            project, iteration, tags, items = self._load(ctx, job.payload)
+            vault = Vault(ctx)
+            samples = [
+                vdata.Sample(
+                    key=item.image_id,
+                    image=_sample_loader(vault, project, item.blob_id),
+                    labels=list(item.tag_names),
+                    boxes=[
+                        vdata.LabeledBox(tag, left, top, width, height) for tag, left, top, width, height in item.boxes
+                    ],
+                )
+                for item in items
+            ]
+            negative = next((tag.name for tag in tags if tag.type == "Negative"), None)
+            request = vtrain.TrainRequest(
+                task=task_of(project),
+                samples=samples,
+                advanced=iteration.training_type == "Advanced",
+                budget_minutes=_budget_minutes(iteration, job.settings.regular_training_minutes),
+                selected_tags=[tag.name for tag in tags if tag.type != "Negative"],
+                negative_tag=negative,
+            )
+
+            def progress(update: Any) -> None:
+                job.report(update.stage, update.percent, update.eta_seconds)
+
+            def should_cancel() -> bool:
+                return job.should_cancel()
+
+            try:
+                result = vtrain.train(request, progress=progress, should_cancel=should_cancel)
+            except vtrain.TrainingCancelled as exc:
+                raise JobCancelled(str(exc) or "cancelled by the user") from exc
+            job.report("saving", 99.0, 0.0, True)
+            self._save(ctx, project, iteration.id, tags, result, time.monotonic() - started)
+            return f"trained {len(samples)} images"
+        finally:
+            ctx.close()
+
+    def _load(
+        self, ctx: AppContext, payload: dict[str, Any]
+    ) -> tuple[Project, Iteration, list[Tag], list[DatasetImage]]:
+        with ctx.db.session() as session:
+            project = get_project(session, payload["project_id"])
+            iteration = get_iteration(session, project.id, payload["iteration_id"])
+            tags = _selected_tags(session, project, list(iteration.selected_tags or []))
+            return project, iteration, tags, dataset(session, project, tags)
+
+    def _save(
+        self,
+        ctx: AppContext,
+        project: Project,
+        iteration_id: str,
+        tags: list[Tag],
+        result: Any,
+        seconds: float,
+    ) -> None:
+        vault = Vault(ctx)
+        model_blob, evaluation_blob = new_id(), new_id()
+        vault.put(project, model_blob, result.onnx)
+        vault.put(project, evaluation_blob, json.dumps(result.evaluation.to_dict()).encode())
+        curves = {}
+        for name, png in (getattr(result, "pr_curves", None) or {}).items():
+            curves[name] = new_id()
+            vault.put(project, curves[name], png)
+        training_curve = getattr(result, "training_curve", None)  # Advanced training only
+        training_curve_blob = new_id() if training_curve else None
+        if training_curve and training_curve_blob:
+            vault.put(project, training_curve_blob, training_curve)
+        by_name = {tag.name: tag for tag in tags}
+        with ctx.db.session() as session:
+            iteration = get_iteration(session, project.id, iteration_id)
+            iteration.metrics = {
+                **(iteration.metrics or {}),
+                "labels": [
+                    {"id": by_name[label].id, "name": label, "type": by_name[label].type}
+                    if label in by_name
+                    else {"id": "", "name": label, "type": "Regular"}
+                    for label in result.labels
+                ],
+                "evaluation_blob_id": evaluation_blob,
+                "evaluation_method": getattr(result.evaluation, "method", ""),
+                "pr_curve_blob_ids": curves,
+                "training_curve_blob_id": training_curve_blob,
+                "model_card": _jsonable(asdict(result.model_card)),
+            }
+            iteration.model_blob_id = model_blob
+            iteration.status, iteration.trained_at = COMPLETED, utcnow()
+            iteration.training_time_minutes = max(1, round(seconds / 60))
+            audit.record(session, None, "iteration.trained", [project.id, iteration_id])
+
+    def on_failure(self, job: JobContext, reason: str) -> None:
+        ctx = AppContext.open(job.settings, migrate=False)
+        try:
+            with ctx.db.session() as session:
+                iteration = session.get(Iteration, job.payload.get("iteration_id", ""))
+                if iteration is None or iteration.status != TRAINING:
+                    return
+                iteration.status, iteration.error_reason = FAILED, reason[:4000]
+                audit.record(session, None, "iteration.failed", [iteration.project_id, iteration.id], "failed")
+        finally:
+            ctx.close()
+
+
+def _budget_minutes(iteration: Iteration, regular_minutes: float | None) -> float | None:
+    """Advanced: `reservedBudgetInHours`; Regular: the operator's setting. None: the engine's default."""
+    if iteration.training_type == "Advanced":
+        return iteration.reserved_budget_hours * 60.0 if iteration.reserved_budget_hours else None
+    return regular_minutes
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return {}
+
+
+def load_evaluation(ctx: AppContext, project: Project, iteration: Iteration) -> Evaluation:
+    """The held-out evaluation an iteration stored (decrypted in memory only)."""
+    from veil.vision.metrics import Evaluation
+
+    blob_id = (iteration.metrics or {}).get("evaluation_blob_id")
+    if iteration.status != COMPLETED or not blob_id:
+        raise InvalidInput(
+            f"iteration {iteration.id} is not trained (status {iteration.status})",
+            code="BadRequestIterationIsNotTrained",
+        )
+    return Evaluation.from_dict(json.loads(Vault(ctx).get(project, blob_id)))
+
+
+TRAINING_JOB = TrainingJob()
