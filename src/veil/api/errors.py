@@ -1,0 +1,114 @@
+"""Every error leaves the API as Custom Vision's `{"code": ..., "message": ...}` body, never a stack trace.
+
+Service, auth and crypto exceptions are translated here, so routes stay free of try/except.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from veil.security.audit import AuditTampered
+from veil.security.auth import Forbidden, Unauthenticated
+from veil.security.crypto import IntegrityError, MasterKeyError
+from veil.services.errors import Conflict, InvalidInput, NotFound, ServiceError, Unavailable
+
+log = logging.getLogger("veil.api")
+
+
+class ApiError(Exception):
+    """An error with its HTTP status, Custom Vision code and message (raised by routes and dependencies)."""
+
+    def __init__(self, status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra or {}
+
+
+def error_response(status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"code": code, "message": message, **(extra or {})})
+
+
+_SERVICE_STATUS: dict[type[ServiceError], int] = {
+    NotFound: 404,
+    InvalidInput: 400,
+    Conflict: 400,
+    Unavailable: 503,
+}
+
+_HTTP_CODES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "RequestEntityTooLarge",
+    415: "UnsupportedMediaType",
+}
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header"))
+        parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.extra)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+        status = next((s for cls, s in _SERVICE_STATUS.items() if isinstance(exc, cls)), 400)
+        return error_response(status, exc.code, exc.message)
+
+    @app.exception_handler(Unauthenticated)
+    async def _unauthenticated(_request: Request, exc: Unauthenticated) -> JSONResponse:
+        return error_response(
+            401, "Unauthorized", f"{exc}; send a valid key in the Training-Key/Prediction-Key header"
+        )
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(_request: Request, exc: Forbidden) -> JSONResponse:
+        return error_response(403, "Forbidden", str(exc))
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:
+        log.error("integrity check failed: %s", exc)
+        return error_response(500, "StorageIntegrityError", f"stored data failed its integrity check: {exc}")
+
+    @app.exception_handler(MasterKeyError)
+    async def _master_key(_request: Request, exc: MasterKeyError) -> JSONResponse:
+        log.error("master key problem: %s", exc)
+        return error_response(500, "MasterKeyUnavailable", str(exc))
+
+    @app.exception_handler(AuditTampered)
+    async def _audit_tampered(_request: Request, exc: AuditTampered) -> JSONResponse:
+        log.error("audit log: %s", exc)
+        return error_response(500, "AuditLogTampered", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, "BadRequest", _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "Error")
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such route: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        return error_response(exc.status_code, code, message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return error_response(500, "InternalServerError", "unexpected server error; see the server log")
