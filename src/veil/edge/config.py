@@ -1,0 +1,346 @@
+"""`veil edge run` configuration: one YAML file, validated by pydantic before any camera is opened.
+
+Lines and zones use Azure Spatial Analysis' SPACEANALYTICS_CONFIG shape (normalized coordinates,
+`events[]` with `type` and `config: {trigger, threshold, focus, output_frequency}`), so an existing Spatial
+Analysis deployment can paste its zones in unchanged. Everything else (source, detector, tracker, sinks) is
+Veil's own.
+
+Example::
+
+    >>> cfg = EdgeConfig.model_validate({"cameras": [{"id": "door",
+    ...     "source": {"type": "file", "path": "a.mp4"},
+    ...     "lines": [{"name": "door", "line": {"start": {"x": 0, "y": 0.5}, "end": {"x": 1, "y": 0.5}},
+    ...                "events": [{"type": "linecrossing"}]}]}]})
+    >>> cfg.cameras[0].lines[0].events[0].config.focus
+    'footprint'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Focus = Literal["footprint", "bottom_center", "center"]
+Trigger = Literal["event", "interval"]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo in a config must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- Spatial Analysis operations
+class OperationConfig(Strict):
+    """The `config` block of one Spatial Analysis event."""
+
+    trigger: Trigger = "event"
+    # Spatial Analysis 2.0: a ratio of the frame width; a person must be this far past a line/zone
+    # edge to count.
+    threshold: float = Field(default=0.0, ge=0.0, le=1.0)
+    focus: Focus = "footprint"
+    # Every Nth event is sent (1 = all of them).
+    output_frequency: int = Field(default=1, ge=1)
+    # Period of `trigger: interval` events, in seconds.
+    interval_seconds: float = Field(default=1.0, gt=0.0)
+
+
+class DistanceConfig(OperationConfig):
+    minimum_distance_threshold: float = Field(default=6.0, ge=0.0)  # feet (or the ground-plane unit)
+    maximum_distance_threshold: float | None = Field(default=None, gt=0.0)
+    aggregation_method: Literal["average", "mode"] = "average"
+
+
+class CountEvent(Strict):
+    type: Literal["count"]
+    config: OperationConfig = OperationConfig()
+
+
+class ZoneCrossingEvent(Strict):
+    type: Literal["zonecrossing"]
+    config: OperationConfig = OperationConfig()
+
+
+class ZoneDwellEvent(Strict):
+    type: Literal["zonedwelltime"]
+    config: OperationConfig = OperationConfig()
+
+
+class DistanceEvent(Strict):
+    type: Literal["persondistance"]
+    config: DistanceConfig = DistanceConfig()
+
+
+class LineCrossingEvent(Strict):
+    type: Literal["linecrossing"]
+    config: OperationConfig = OperationConfig()
+
+
+ZoneEvent = Annotated[CountEvent | ZoneCrossingEvent | ZoneDwellEvent | DistanceEvent, Field(discriminator="type")]
+
+
+class Point(Strict):
+    x: float = Field(ge=0.0, le=1.0)
+    y: float = Field(ge=0.0, le=1.0)
+
+
+class LineGeometry(Strict):
+    start: Point
+    end: Point
+
+    @model_validator(mode="after")
+    def _not_a_point(self) -> LineGeometry:
+        if self.start == self.end:
+            raise ValueError("line start and end must differ")
+        return self
+
+
+class LineSpec(Strict):
+    name: str = Field(min_length=1)
+    line: LineGeometry
+    events: list[LineCrossingEvent] = Field(min_length=1)
+
+
+class ZoneSpec(Strict):
+    name: str = Field(min_length=1)
+    polygon: list[tuple[float, float]]
+    events: list[ZoneEvent] = Field(min_length=1)
+
+    @field_validator("polygon")
+    @classmethod
+    def _valid_polygon(cls, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if len(points) > 3 and points[0] == points[-1]:
+            points = points[:-1]  # Spatial Analysis' samples repeat the first vertex to close the ring
+        if len(points) < 3:
+            raise ValueError("a zone polygon needs at least 3 distinct vertices")
+        if any(not (0.0 <= v <= 1.0) for point in points for v in point):
+            raise ValueError("polygon coordinates are normalized: every x and y must be within [0, 1]")
+        return points
+
+
+class Homography(Strict):
+    """Image → ground plane for `persondistance`: 4+ normalized image points and their ground positions."""
+
+    image_points: list[tuple[float, float]] = Field(min_length=4)
+    ground_points: list[tuple[float, float]] = Field(min_length=4)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> Homography:
+        if len(self.image_points) != len(self.ground_points):
+            raise ValueError("image_points and ground_points must have the same number of points")
+        return self
+
+
+# ---------------------------------------------------------------- sources
+class FileSource(Strict):
+    type: Literal["file"]
+    path: Path
+    realtime: bool = False  # true: pace frames at the file's native rate (a stand-in for a live camera)
+    loop: bool = False
+
+
+class StreamSource(Strict):
+    type: Literal["stream"]
+    url: str = Field(pattern=r"^(rtsp|rtsps|http|https|rtmp|udp|tcp)://")
+    reconnect_initial_seconds: float = Field(default=0.5, gt=0)
+    reconnect_max_seconds: float = Field(default=30.0, gt=0)
+    max_reconnects: int | None = Field(default=None, ge=0)  # None = forever
+    open_timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class WebcamSource(Strict):
+    type: Literal["webcam"]
+    index: int = Field(default=0, ge=0)
+
+
+class FolderSource(Strict):
+    type: Literal["folder"]
+    path: Path
+    fps: float = Field(default=25.0, gt=0)
+    pattern: str = "*.jpg"
+
+
+SourceSpec = Annotated[FileSource | StreamSource | WebcamSource | FolderSource, Field(discriminator="type")]
+
+
+class CameraSpec(Strict):
+    id: str = Field(min_length=1)
+    source: SourceSpec
+    lines: list[LineSpec] = []
+    zones: list[ZoneSpec] = []
+    homography: Homography | None = None
+
+    @model_validator(mode="after")
+    def _distance_needs_homography(self) -> CameraSpec:
+        wants_distance = any(e.type == "persondistance" for z in self.zones for e in z.events)
+        if wants_distance and self.homography is None:
+            raise ValueError("a persondistance event needs `homography` (image_points → ground_points) on its camera")
+        return self
+
+
+# ---------------------------------------------------------------- detector / tracker
+class DetectorSpec(Strict):
+    """`hog` (OpenCV's built-in people detector: zero setup, modest accuracy), `yolo` (YOLO v5/v8/v11 ONNX) or
+    `veil` (a detector exported by Veil's trainer)."""
+
+    kind: Literal["hog", "yolo", "veil"] = "hog"
+    path: Path | None = None
+    yolo_layout: Literal["auto", "v5", "v8"] = "auto"  # v11 shares v8's output layout
+    person_class: int = Field(default=0, ge=0)  # YOLO class index of `person` (COCO: 0)
+    person_label: str = "person"  # Veil detectors: the label to keep
+    confidence: float = Field(default=0.4, ge=0.0, le=1.0)
+    iou: float = Field(default=0.5, gt=0.0, le=1.0)
+    # Frames are resized so their width is at most this before detection (boxes are mapped back).
+    detect_width: int = Field(default=640, ge=64, le=4096)
+    # Process every (frame_skip + 1)th frame only (detector, tracker and operators); the tracker is told the
+    # reduced frame rate so its lost-track buffer still spans the same time.
+    frame_skip: int = Field(default=0, ge=0, le=30)
+
+    @model_validator(mode="after")
+    def _model_path(self) -> DetectorSpec:
+        if self.kind != "hog" and self.path is None:
+            raise ValueError(f"detector kind {self.kind!r} needs `path` to an .onnx file")
+        return self
+
+
+class TrackerSpec(Strict):
+    lost_track_buffer: int = Field(default=30, ge=0)
+    track_activation_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    minimum_iou_threshold: float = Field(default=0.1, ge=0.0, le=1.0)
+    minimum_consecutive_frames: int = Field(default=1, ge=1)
+    high_conf_det_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+
+
+# ---------------------------------------------------------------- sinks
+class StdoutSink(Strict):
+    type: Literal["stdout"]
+
+
+class FileSink(Strict):
+    type: Literal["file"]
+    path: Path
+    max_bytes: int = Field(default=10_000_000, ge=1024)
+    backup_count: int = Field(default=5, ge=0)
+
+
+class WebhookSink(Strict):
+    type: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://")
+    headers: dict[str, str] = {}
+    queue_size: int = Field(default=1000, ge=1)
+    max_retries: int = Field(default=5, ge=0)
+    backoff_initial_seconds: float = Field(default=0.5, gt=0)
+    backoff_max_seconds: float = Field(default=30.0, gt=0)
+    timeout_seconds: float = Field(default=5.0, gt=0)
+
+
+class MqttTls(Strict):
+    ca_certs: Path | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    insecure: bool = False  # skip hostname verification (self-signed test brokers only)
+
+
+class MqttSink(Strict):
+    type: Literal["mqtt"]
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    topic: str = Field(default="veil/edge/{camera}/{event_type}", min_length=1)
+    qos: Literal[0, 1, 2] = 1
+    client_id: str | None = None
+    username: str | None = None
+    password: str | None = None
+    tls: MqttTls | None = None
+    keepalive: int = Field(default=30, ge=5)
+    # While the broker is unreachable, up to this many messages wait in memory; then the oldest are dropped.
+    buffer_size: int = Field(default=10_000, ge=1)
+
+
+SinkSpec = Annotated[StdoutSink | FileSink | WebhookSink | MqttSink, Field(discriminator="type")]
+
+
+class MetricsSpec(Strict):
+    port: int | None = Field(default=None, ge=1, le=65535)  # None: no HTTP endpoint (metrics still counted)
+    host: str = "127.0.0.1"
+
+
+class RecorderSpec(Strict):
+    """Off by default. When on: short clips around events, faces hidden, encrypted, deleted later."""
+
+    enabled: bool = False
+    directory: Path = Path("./edge-clips")
+    seconds_before: float = Field(default=2.0, ge=0.0, le=30.0)
+    seconds_after: float = Field(default=2.0, ge=0.0, le=30.0)
+    retention_hours: float = Field(default=24.0, gt=0.0)
+    event_types: list[str] = ["personLineEvent", "personZoneEnterExitEvent"]
+
+
+class EdgeConfig(Strict):
+    cameras: list[CameraSpec] = Field(min_length=1)
+    detector: DetectorSpec = DetectorSpec()
+    tracker: TrackerSpec = TrackerSpec()
+    sinks: list[SinkSpec] = [StdoutSink(type="stdout")]
+    metrics: MetricsSpec = MetricsSpec()
+    recorder: RecorderSpec = RecorderSpec()
+    # A person missing this many frames is gone: zones emit its Exit (side "") then.
+    track_timeout_frames: int = Field(default=30, ge=1)
+
+    @model_validator(mode="after")
+    def _unique_camera_ids(self) -> EdgeConfig:
+        ids = [c.id for c in self.cameras]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"camera ids must be unique, got {ids}")
+        return self
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message is one line naming the field and what is allowed."""
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    extra = f" ({error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{extra}"
+
+
+def parse_config(data: object) -> EdgeConfig:
+    try:
+        return EdgeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid edge config: {_describe(exc)}") from None
+
+
+def load_config(path: Path) -> EdgeConfig:
+    """Read and validate a YAML config; relative paths inside it are taken relative to the file."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a mapping with a `cameras` list")
+    config = parse_config(raw)
+    return _resolve_paths(config, path.parent)
+
+
+def _resolve_paths(config: EdgeConfig, base: Path) -> EdgeConfig:
+    def fix(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p)
+
+    cameras = []
+    for cam in config.cameras:
+        src = cam.source
+        if isinstance(src, FileSource | FolderSource):
+            src = src.model_copy(update={"path": fix(src.path)})
+        cameras.append(cam.model_copy(update={"source": src}))
+    detector = config.detector
+    if detector.path is not None:
+        detector = detector.model_copy(update={"path": fix(detector.path)})
+    sinks = [s.model_copy(update={"path": fix(s.path)}) if isinstance(s, FileSink) else s for s in config.sinks]
+    recorder = config.recorder.model_copy(update={"directory": fix(config.recorder.directory)})
+    return config.model_copy(update={"cameras": cameras, "detector": detector, "sinks": sinks, "recorder": recorder})
