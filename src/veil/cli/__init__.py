@@ -1,0 +1,28 @@
+"""The `veil` command line: one typer app assembled from one module per area.
+
+Each module under `veil.cli` owns its commands and registers them in `register(app)`; this file only assembles.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="veil",
+    help="Veil: self-hosted, privacy-first custom computer vision.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Order is the order of `veil --help`.
+_COMMAND_MODULES = ("server", "keys", "admin", "training", "anonymize", "edge")
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(f"veil.cli.{_name}").register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,58 @@
+"""`veil audit verify` and `veil purge`: checking the audit chain and applying retention now."""
+
+from __future__ import annotations
+
+import typer
+from sqlalchemy import select
+
+from veil.cli.server import DataDirOption, console, fail, one_line_errors, open_context
+from veil.security import audit
+from veil.services.context import AppContext
+from veil.store.models import Project
+
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def verify(data_dir: DataDirOption = None) -> None:
+    """Check every link of the audit chain; exit 1 naming the first broken one."""
+    with one_line_errors():
+        ctx = open_context(data_dir)
+        with ctx.db.session() as session:
+            report = audit.verify(session)
+    if not report.ok:
+        fail(f"audit chain broken at event #{report.broken_at}: {report.reason}")
+    console.print(f"audit chain intact: {report.events} events", highlight=False)
+
+
+def purge(data_dir: DataDirOption = None) -> None:
+    """Apply retention now: expired images and stored predictions, unfinished project deletions."""
+    from veil.jobs.retention import purge_expired
+    from veil.services.projects import finish_deletions
+
+    with one_line_errors():
+        ctx = open_context(data_dir)
+        finished = finish_deletions(ctx)
+        report = purge_expired(ctx.db, ctx.blobs)
+        orphans = _remove_orphan_project_dirs(ctx)
+    console.print(
+        f"purged {report.images} expired image(s), {report.predictions} stored prediction(s); "
+        f"finished {len(finished)} project deletion(s); removed {orphans} orphaned project folder(s)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _remove_orphan_project_dirs(ctx: AppContext) -> int:
+    """Blob folders of projects that no longer exist (a crash between row deletion and folder removal)."""
+    with ctx.db.session() as session:
+        known = set(session.scalars(select(Project.id)))
+    orphans = ctx.blobs.project_ids() - known
+    for project_id in orphans:
+        ctx.blobs.delete_project(project_id)
+    return len(orphans)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(audit_app, name="audit")
+    app.command("purge")(purge)
