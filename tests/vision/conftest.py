@@ -1,0 +1,48 @@
+"""Shared real-image fixtures for the vision tests: small subsets so the whole folder stays fast on 2 cores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from tests.conftest import dataset_path
+
+from veil.vision.data import Sample
+from veil.vision.datasets import load_dataset
+
+SMALL_INPUT = 96  # classification tests: ImageNet features still separate ants from bees at this size
+
+
+def _readable_images(folder: Path, count: int, skip: int = 0) -> list[Path]:
+    found = []
+    for path in sorted(folder.iterdir())[skip:]:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except Exception:
+            continue
+        found.append(path)
+        if len(found) == count:
+            break
+    return found
+
+
+def ants_bees(split: str, per_class: int, skip: int = 0) -> list[Sample]:
+    root = dataset_path("ants-bees") / split
+    samples = []
+    for tag in ("ants", "bees"):
+        for path in _readable_images(root / tag, per_class, skip):
+            samples.append(Sample(path.name, (lambda p=path: Image.open(p)), [tag]))
+    return samples
+
+
+def rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def raccoons() -> list[Sample]:
+    return load_dataset(dataset_path("raccoon"), "voc")

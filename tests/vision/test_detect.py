@@ -1,0 +1,70 @@
+"""Detection on real raccoon photos: trains end to end, the ONNX graph equals eager PyTorch, boxes come back
+in original pixels through the one runtime path, and the held-out evaluation never saw its images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import supervision as sv
+import torch
+
+from veil.vision import detect
+from veil.vision.backbone import pretrained_backbone
+from veil.vision.data import NotEnoughData, Sample
+from veil.vision.runtime import load_model, preprocess
+from veil.vision.train import TrainRequest, TrainResult, train
+
+INPUT = 128
+
+
+@pytest.fixture(scope="module")
+def trained(raccoons: list[Sample]) -> TrainResult:
+    return train(TrainRequest("detect", raccoons, budget_minutes=0.15, seed=1, input_size=INPUT))
+
+
+def test_detector_trains_and_evaluates_on_held_out_images(trained: TrainResult, raccoons: list[Sample]) -> None:
+    evaluation = trained.evaluation
+    assert evaluation.method == "holdout" and len(evaluation.images) == 8  # 20 % of 40
+    assert trained.info.task == "detect" and trained.info.labels == ["raccoon"]
+    assert trained.info.resize_mode == "letterbox" and trained.info.input_width == INPUT
+    assert trained.settings["iterations"] >= 1
+    held_out = {image.key for image in evaluation.images}
+    assert held_out <= {s.key for s in raccoons}
+    assert sum(len(image.true_boxes) for image in evaluation.images) >= 8
+    assert "raccoon" in trained.pr_curves
+
+
+def test_onnx_graph_matches_eager_detector_within_1e_4(raccoons: list[Sample]) -> None:
+    torch.manual_seed(0)
+    detector = detect.build_detector(pretrained_backbone(), 1, INPUT).eval()
+    export = detect.DetectorExport(detector, INPUT).eval()
+    from veil.vision.export import export_onnx
+    from veil.vision.runtime import ModelInfo
+
+    info = ModelInfo("detect", ["raccoon"], INPUT, INPUT, resize_mode="letterbox")
+    model = load_model(export_onnx(export, info, ["boxes", "scores"]))
+    batch = np.stack([preprocess(sample.rgb(), info)[0] for sample in raccoons[:2]])
+    with torch.no_grad():
+        eager_boxes, eager_scores = (t.numpy() for t in export(torch.from_numpy(batch)))
+    boxes, scores = model.run(batch)
+    assert np.abs(scores - eager_scores).max() <= 1e-4
+    assert np.abs(boxes - eager_boxes).max() <= 1e-4 * max(1.0, float(np.abs(eager_boxes).max()))
+
+
+def test_detect_returns_supervision_detections_in_original_pixels(trained: TrainResult, raccoons: list[Sample]) -> None:
+    model = load_model(trained.bundle)
+    image = raccoons[0].rgb()
+    detections = model.detect(image, threshold=0.0)
+    assert isinstance(detections, sv.Detections) and len(detections) <= trained.info.max_detections
+    if len(detections):
+        assert detections.xyxy[:, [0, 2]].max() <= image.shape[1] and detections.xyxy[:, [1, 3]].max() <= image.shape[0]
+        assert set(detections.data["class_name"]) == {"raccoon"}
+        assert np.all(np.diff(detections.confidence) <= 0) or len(detections) == 1  # type: ignore[arg-type]
+    strict = model.detect(image, threshold=0.99)
+    assert len(strict) <= len(detections)
+
+
+def test_detection_needs_fifteen_images_per_tag(raccoons: list[Sample]) -> None:
+    with pytest.raises(NotEnoughData) as refused:
+        train(TrainRequest("detect", raccoons[:14], input_size=INPUT))
+    assert refused.value.tag == "raccoon" and refused.value.count == 14 and refused.value.required == 15
