@@ -1,0 +1,170 @@
+"""Training-engine benchmark: accuracy and wall time next to published peers, and serving speed vs PyTorch.
+
+1. ants/bees (PyTorch transfer-learning tutorial data): Regular training on the full train split and on 30 images
+   per class; accuracy on the tutorial's validation split, scored through `veil.vision.runtime` (the served path).
+   Peer: the tutorial's ResNet18, 0.948 (fixed features) / 0.935 (fine-tuned), as published.
+2. Penn-Fudan people: detection trained for `BENCH_DET_MINUTES` (default 10) of Advanced training on every image
+   but the last 50 by file name; mAP@0.5 on those 50, from the exported ONNX model.
+3. Prediction speed of the ants/bees classifier (and the people detector): single-image latency p50/p95 and batch
+   throughput, onnxruntime vs eager PyTorch on the same weights, same process, same threads.
+
+    make bench BENCH=training          # or: python -m bench training
+    BENCH_DET_MINUTES=2 python -m bench training   # shorter detection run
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from veil.vision.data import Sample
+from veil.vision.datasets import load_dataset
+from veil.vision.runtime import ExportedModel, load_model, preprocess
+from veil.vision.train import TrainRequest, TrainResult, train
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+console = Console()
+
+
+def _ants_bees(split: str, per_class: int | None = None) -> list[Sample]:
+    samples = [s for s in load_dataset(DATASETS / "ants-bees" / split, "folders")]
+    if per_class is None:
+        return samples
+    return [s for tag in ("ants", "bees") for s in [x for x in samples if x.labels == [tag]][:per_class]]
+
+
+def _accuracy(model: ExportedModel, samples: list[Sample]) -> float:
+    return sum(model.classify(s.rgb())[0].tag == s.labels[0] for s in samples) / len(samples)
+
+
+def classification_rows() -> tuple[list[list[str]], TrainResult]:
+    validation = _ants_bees("val")
+    rows = []
+    result: TrainResult | None = None
+    for label, per_class in (("full train split", None), ("30 per class", 30)):
+        samples = _ants_bees("train", per_class)
+        started = time.monotonic()
+        trained = train(TrainRequest("classify", samples, seed=0))
+        seconds = time.monotonic() - started
+        accuracy = _accuracy(load_model(trained.bundle), validation)
+        peer = "0.948 / 0.935" if per_class is None else "—"
+        rows.append(
+            [
+                f"ants/bees, {label} ({len(samples)} img)",
+                f"{accuracy:.3f}",
+                f"{seconds:.1f} s",
+                trained.evaluation.method,
+                peer,
+            ]
+        )
+        result = result or trained
+    assert result is not None
+    return rows, result
+
+
+def detection_row(minutes: float) -> tuple[list[str], TrainResult]:
+    samples = load_dataset(DATASETS / "pedestrians-det" / "PennFudanPed", "pascal-v1")
+    test = sorted(s.key for s in samples)[-50:]
+    started = time.monotonic()
+    trained = train(TrainRequest("detect", samples, advanced=True, budget_minutes=minutes, seed=0, test_keys=test))
+    seconds = time.monotonic() - started
+    row = [
+        f"Penn-Fudan, last 50 held out ({len(samples) - 50} train)",
+        f"mAP@0.5 {trained.performance.mean_average_precision:.3f}",
+        f"{seconds:.0f} s ({minutes:g} min budget)",
+        "fixed test set",
+        "plain FCOS 0.906 / target 0.92",
+    ]
+    return row, trained
+
+
+def _percentiles(samples_ms: list[float]) -> tuple[float, float]:
+    return float(np.percentile(samples_ms, 50)), float(np.percentile(samples_ms, 95))
+
+
+def speed_rows(name: str, model: ExportedModel, eager: torch.nn.Module, images: list[np.ndarray]) -> list[list[str]]:
+    """Latency (preprocess + network) per image and batch-16 throughput, onnxruntime vs eager PyTorch."""
+    eager = eager.eval()
+    tensors = [preprocess(image, model.info)[0] for image in images]
+
+    def run_onnx(batch: np.ndarray) -> None:
+        model.run(batch)
+
+    def run_eager(batch: np.ndarray) -> None:
+        with torch.no_grad():
+            eager(torch.from_numpy(batch))
+
+    rows = []
+    results = {}
+    for engine, runner in (("onnxruntime", run_onnx), ("PyTorch eager", run_eager)):
+        runner(tensors[0][None])  # warm-up
+        latencies = []
+        for image in images:
+            started = time.perf_counter()
+            runner(preprocess(image, model.info)[0][None])
+            latencies.append((time.perf_counter() - started) * 1000)
+        batch = np.stack((tensors * 16)[:16])
+        started = time.perf_counter()
+        for _ in range(3):
+            runner(batch)
+        throughput = 48 / (time.perf_counter() - started)
+        p50, p95 = _percentiles(latencies)
+        results[engine] = (p50, throughput)
+        rows.append([f"{name} · {engine}", f"p50 {p50:.1f} ms · p95 {p95:.1f} ms", f"{throughput:.1f} img/s"])
+    ratio = results["PyTorch eager"][0] / results["onnxruntime"][0]
+    rows.append(
+        [
+            f"{name} · ratio",
+            f"onnxruntime {ratio:.1f}× faster (p50)",
+            f"{results['onnxruntime'][1] / results['PyTorch eager'][1]:.1f}× throughput",
+        ]
+    )
+    return rows
+
+
+def _eager_classifier(trained: TrainResult) -> torch.nn.Module:
+    import onnx
+    from onnx import numpy_helper
+
+    from veil.vision.backbone import pretrained_backbone
+    from veil.vision.classify import ClassifierNetwork
+
+    network = ClassifierNetwork(pretrained_backbone(), len(trained.labels), multilabel=False)
+    weights = {i.name: numpy_helper.to_array(i) for i in onnx.load_from_string(trained.onnx).graph.initializer}
+    network.head.weight.data = torch.from_numpy(weights["head.weight"].copy())
+    network.head.bias.data = torch.from_numpy(weights["head.bias"].copy())
+    return network
+
+
+def main() -> None:
+    torch.set_num_threads(os.cpu_count() or 2)
+    minutes = float(os.environ.get("BENCH_DET_MINUTES", "10"))
+    accuracy = Table(title="Training: held-out quality and wall time (Regular classification; Advanced detection)")
+    for column in ("run", "result", "wall time", "evaluation", "peer (published)"):
+        accuracy.add_column(column)
+    rows, classifier = classification_rows()
+    for row in rows:
+        accuracy.add_row(*row)
+    console.print(accuracy)
+    validation = [s.rgb() for s in _ants_bees("val")[:40]]
+    speed = Table(title="Prediction speed, same weights and threads (2 cores)")
+    for column in ("model · engine", "single image (preprocess + network)", "batch 16 throughput"):
+        speed.add_column(column)
+    for row in speed_rows("classifier 224²", load_model(classifier.bundle), _eager_classifier(classifier), validation):
+        speed.add_row(*row)
+    console.print(speed)
+    if minutes > 0:
+        row, _ = detection_row(minutes)
+        accuracy.add_row(*row)
+        console.print(accuracy)
+    console.print("command: make bench BENCH=training  (python -m bench training; BENCH_DET_MINUTES sets the budget)")
+
+
+if __name__ == "__main__":
+    main()
