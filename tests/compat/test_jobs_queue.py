@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -117,11 +118,24 @@ def _dead_pid() -> int:
     return child.pid
 
 
+def _zombie_pid() -> tuple[subprocess.Popen[bytes], int]:
+    """A worker killed with its parent lingers as a zombie where PID 1 does not reap (many containers)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+        assert time.monotonic() < deadline, "child never exited"
+        time.sleep(0.05)
+    return child, child.pid
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombie detection reads /proc (Linux only)")
 def test_restart_recovery_fails_jobs_of_dead_workers_only(db: Database) -> None:
     host = socket.gethostname()
-    dead_local, live_local, stale_remote, fresh_remote = (queue.enqueue(db, "train") for _ in range(4))
+    dead_local, zombie_local, live_local, stale_remote, fresh_remote = (queue.enqueue(db, "train") for _ in range(5))
+    zombie, zombie_pid = _zombie_pid()  # exited, not yet reaped: kill(pid, 0) still succeeds on it
     owners = {
         dead_local: f"{host}:{_dead_pid()}",
+        zombie_local: f"{host}:{_dead_pid()}:{zombie_pid}",
         live_local: f"{host}:{os.getpid()}",
         stale_remote: "other-host:123",
         fresh_remote: "other-host:456",
@@ -135,7 +149,8 @@ def test_restart_recovery_fails_jobs_of_dead_workers_only(db: Database) -> None:
             job.claimed_by = owner
             job.heartbeat_at = utcnow() - (timedelta(minutes=10) if job_id == stale_remote else timedelta())
     recovered = {job.id for job in queue.recover_interrupted(db)}
-    assert recovered == {dead_local, stale_remote}
+    zombie.wait()
+    assert recovered == {dead_local, zombie_local, stale_remote}
     assert queue.load(db, dead_local).status == "failed"
     assert "interrupted" in (queue.load(db, dead_local).error or "")
     assert queue.load(db, live_local).status == "running"

@@ -89,7 +89,10 @@ def test_restart_marks_a_training_interrupted_by_a_server_kill(tmp_path: Path) -
             wait_job_running(http, project.id, iteration["id"])
             server.stop(signal.SIGKILL)  # the whole process group: server and training process
             server.start()
-            after = wait_iteration(http, project.id, iteration["id"], timeout_s=30)
+            try:
+                after = wait_iteration(http, project.id, iteration["id"], timeout_s=30)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\nserver log:\n{server.log()[-4000:]}") from exc
             assert after["status"] == "Failed" and "interrupted" in after["trainingErrorDetails"]
             # The project trains again normally once the interrupted job is settled.
             retry = http.post(f"{TRAINING}/projects/{project.id}/train")

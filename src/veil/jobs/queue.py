@@ -16,6 +16,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -81,9 +82,7 @@ def session_factory(settings: Settings) -> Database:
     return _databases[key]
 
 
-def enqueue(
-    db: Database, kind: str, project_id: str | None = None, payload: dict[str, Any] | None = None
-) -> str:
+def enqueue(db: Database, kind: str, project_id: str | None = None, payload: dict[str, Any] | None = None) -> str:
     with db.session() as session:
         job = Job(kind=kind, project_id=project_id, payload=payload or {}, status="queued")
         session.add(job)
@@ -138,9 +137,7 @@ def _claim_guarded_update(db: Database, worker: str, kinds: tuple[str, ...] | No
             claimed = session.execute(
                 update(Job)
                 .where(Job.id == candidate.id, Job.status == "queued")
-                .values(
-                    status="running", claimed_by=worker, started_at=now, heartbeat_at=now, stage="starting"
-                )
+                .values(status="running", claimed_by=worker, started_at=now, heartbeat_at=now, stage="starting")
             )
             if getattr(claimed, "rowcount", 0) == 1:
                 session.flush()
@@ -202,9 +199,7 @@ def request_cancel(db: Database, job_id: str) -> JobView:
         return _view(job)
 
 
-def finish(
-    db: Database, job_id: str, status: str, message: str = "", result: dict[str, Any] | None = None
-) -> None:
+def finish(db: Database, job_id: str, status: str, message: str = "", result: dict[str, Any] | None = None) -> None:
     if status not in FINAL_STATUSES:
         raise ValueError(f"{status!r} is not a final job status ({', '.join(sorted(FINAL_STATUSES))})")
     with db.session() as session:
@@ -227,7 +222,18 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # exists, owned by someone else
         return True
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed worker whose parent died is a zombie until init reaps it; in containers whose PID 1 never
+    reaps, it stays one forever, and `kill(pid, 0)` still succeeds on it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no procfs (macOS) or already gone
+        return False
+    # The state letter follows the parenthesised command name, which may itself contain spaces or ')'.
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def _local_process_gone(claimed_by: str) -> bool:

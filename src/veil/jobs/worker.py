@@ -31,6 +31,8 @@ log = logging.getLogger("veil.jobs")
 HEARTBEAT_EVERY_S = 2.0
 PROGRESS_EVERY_S = 0.5
 CANCEL_POLL_EVERY_S = 1.0
+# Also how soon a job of a dead `veil worker` on another machine is noticed (with queue.STALE_AFTER).
+RECOVER_EVERY_S = 30.0
 
 
 def worker_identity(child_pid: int | None = None) -> str:
@@ -110,9 +112,7 @@ def _child_main(settings_json: str, job_id: str) -> None:
 class Worker:
     """Claims jobs from the queue and runs them one at a time in spawned processes."""
 
-    def __init__(
-        self, settings: Settings, poll_interval_s: float = 1.0, kinds: tuple[str, ...] | None = None
-    ):
+    def __init__(self, settings: Settings, poll_interval_s: float = 1.0, kinds: tuple[str, ...] | None = None):
         self.settings = settings
         self.poll_interval_s = poll_interval_s
         self.kinds = kinds
@@ -152,8 +152,11 @@ class Worker:
             self._thread.join(timeout_s)
 
     def _loop(self) -> None:
+        recovery = _Throttle(RECOVER_EVERY_S, last=time.monotonic())
         while not self._stop.is_set():
             try:
+                if recovery.due():  # jobs of workers that died while this one kept running
+                    self.recover()
                 ran = self.run_once()
             except Exception:
                 log.exception("worker loop error")
