@@ -35,9 +35,7 @@ FACES = DATASETS / "faces-det"
 PEOPLE = DATASETS / "people-video" / "train"
 DEFACE_VENV = REPO / "bench" / ".venv-deface"
 # Face size = sqrt(box area) in pixels.
-SIZES = (
-    ("tiny <10px", 0, 10), ("small 10-32px", 10, 32), ("medium 32-96px", 32, 96), ("large ≥96px", 96, 1e9)
-)
+SIZES = (("tiny <10px", 0, 10), ("small 10-32px", 10, 32), ("medium 32-96px", 32, 96), ("large ≥96px", 96, 1e9))
 
 
 @dataclass(frozen=True)
@@ -186,7 +184,8 @@ def run_deface(paths: list[Path]) -> tuple[list[tuple[np.ndarray, np.ndarray]], 
         out = Path(tmp) / "out.json"
         subprocess.run(
             [str(python), "-c", _DEFACE_RUNNER, json.dumps([str(p) for p in paths]), str(out)],
-            check=True, stdout=subprocess.DEVNULL,
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         data = json.loads(out.read_text())
     dets = [np.asarray(d, dtype=np.float32).reshape(-1, 5) for d in data["dets"]]
@@ -233,8 +232,10 @@ def main() -> None:
     truths = load_wider()[:limit]
     runners = {"deface": run_deface, "veil": veil_runner(True), "veil-full": veil_runner(False)}
     measured = evaluate(truths, runners)
-    table = Table(title=f"faces-det: {len(truths)} WIDER FACE val images, IoU 0.5, default thresholds "
-                        f"(deface 0.2, Veil {DEFAULT_THRESHOLD})")
+    table = Table(
+        title=f"faces-det: {len(truths)} WIDER FACE val images, IoU 0.5, default thresholds "
+        f"(deface 0.2, Veil {DEFAULT_THRESHOLD})"
+    )
     table.add_column("metric")
     for name in TOOLS.values():
         table.add_column(name, justify="right")
@@ -247,8 +248,11 @@ def main() -> None:
     _row(table, "recall, faces ≥10px", values, _ratio(values[1], values[0]))
     values = [measured[tool][0].precision for tool in TOOLS]
     _row(table, "precision", values, _ratio(values[1], values[0]))
-    table.add_row("false positives", *(str(measured[tool][0].false_pos) for tool in TOOLS),
-                  f"{veil.false_pos - deface.false_pos:+d}")
+    table.add_row(
+        "false positives",
+        *(str(measured[tool][0].false_pos) for tool in TOOLS),
+        f"{veil.false_pos - deface.false_pos:+d}",
+    )
     values = [measured[tool][1] for tool in TOOLS]
     _row(table, "images/s", values, _ratio(values[1], values[0]))
     if PEOPLE.is_dir():

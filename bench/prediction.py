@@ -32,9 +32,7 @@ DATASET = REPO.parent / "shared" / "datasets" / "ants-bees"
 VEIL = str(Path(sys.executable).with_name("veil"))
 TRAINING = "/customvision/v3.3/training"
 PREDICTION = "/customvision/v3.1/prediction"
-AZURE_S0_CALLS_PER_SECOND = (
-    20.0  # Custom Vision S0 prediction limit (learn.microsoft.com, "Limits and quotas")
-)
+AZURE_S0_CALLS_PER_SECOND = 20.0  # Custom Vision S0 prediction limit (learn.microsoft.com, "Limits and quotas")
 CLIENTS = 4
 SECONDS = float(os.environ.get("VEIL_BENCH_SECONDS", "30"))
 
@@ -76,9 +74,7 @@ def _start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen[bytes], s
 
 def _key(data_dir: Path, role: str) -> str:
     env = {**os.environ, "VEIL_DATA_DIR": str(data_dir)}
-    out = subprocess.run(
-        [VEIL, "keys", "create", "--role", role], env=env, capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([VEIL, "keys", "create", "--role", role], env=env, capture_output=True, text=True, check=True)
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -88,9 +84,7 @@ def _train_classifier(endpoint: str, key: str) -> str:
         for tag, folder in (("ant", "train/ants"), ("bee", "train/bees")):
             tag_id = http.post(f"{TRAINING}/projects/{project['id']}/tags", params={"name": tag}).json()["id"]
             for data in _photos(folder, 5):
-                http.post(
-                    f"{TRAINING}/projects/{project['id']}/images", params={"tagIds": tag_id}, content=data
-                )
+                http.post(f"{TRAINING}/projects/{project['id']}/images", params={"tagIds": tag_id}, content=data)
         iteration = http.post(f"{TRAINING}/projects/{project['id']}/train").json()
         while iteration["status"] == "Training":
             time.sleep(1)
@@ -105,9 +99,7 @@ def _train_classifier(endpoint: str, key: str) -> str:
 
 
 def _client(url: str, key: str, images: list[bytes], stop_at: float, stats: ClientStats) -> None:
-    with httpx.Client(
-        headers={"Prediction-Key": key, "Content-Type": "application/octet-stream"}, timeout=30
-    ) as c:
+    with httpx.Client(headers={"Prediction-Key": key, "Content-Type": "application/octet-stream"}, timeout=30) as c:
         index = 0
         while time.monotonic() < stop_at:
             started = time.perf_counter()
@@ -155,9 +147,7 @@ def main() -> None:
     for column in ("server", "requests", "requests/s", "p50 ms", "p99 ms", "errors", "vs Azure S0 cap"):
         table.add_column(column)
     ratio = f"{rate / AZURE_S0_CALLS_PER_SECOND:.2f}×"
-    table.add_row(
-        "Veil (this run)", str(len(latencies)), f"{rate:.1f}", f"{p50:.0f}", f"{p99:.0f}", str(errors), ratio
-    )
+    table.add_row("Veil (this run)", str(len(latencies)), f"{rate:.1f}", f"{p50:.0f}", f"{p99:.0f}", str(errors), ratio)
     cap = f"≤ {AZURE_S0_CALLS_PER_SECOND:.0f} (published cap)"
     table.add_row("Azure Custom Vision S0", "—", cap, "—", "—", "—", "1.00×")
     console.print(table)

@@ -18,12 +18,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="VEIL_", extra="ignore")
 
-    data_dir: Path = Field(
-        default=Path(".veil-data"), description="Blobs, the key file and the SQLite database."
-    )
-    database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; default SQLite in the data dir."
-    )
+    data_dir: Path = Field(default=Path(".veil-data"), description="Blobs, the key file and the SQLite database.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the data dir.")
     master_key: SecretStr | None = Field(
         default=None,
         description="Base64 of 32 bytes. When unset, <data_dir>/master.key is used (created 0600).",

@@ -61,9 +61,7 @@ def covered(original: np.ndarray, anonymized: np.ndarray, face: Face) -> float:
 
 
 def run_veil(*args: str | Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(VEIL), *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
-    )
+    return subprocess.run([str(VEIL), *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def write_video(

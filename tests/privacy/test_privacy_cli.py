@@ -100,8 +100,18 @@ def test_dp_pixelate_records_the_budget_in_the_image_and_the_summary(tmp_path: P
     out = tmp_path / "dp.png"
     shutil.copy(src, tmp_path / "in.jpg")
     result = run_veil(
-        "anonymize", tmp_path / "in.jpg", "-o", tmp_path / "dp.jpg", "--method", "dp-pixelate",
-        "--epsilon", "0.25", "--cell", "8", "--m", "4",
+        "anonymize",
+        tmp_path / "in.jpg",
+        "-o",
+        tmp_path / "dp.jpg",
+        "--method",
+        "dp-pixelate",
+        "--epsilon",
+        "0.25",
+        "--cell",
+        "8",
+        "--m",
+        "4",
     )
     assert result.returncode == 0, result.stderr
     assert "total over all images and frames released: ε=0.75" in result.stdout

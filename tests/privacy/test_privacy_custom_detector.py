@@ -48,9 +48,13 @@ def _detector_onnx(path: Path, image_size: tuple[int, int], plate: tuple[int, in
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     meta = {
-        "veil.task": "detect", "veil.labels": json.dumps(["plate", "car"]),
-        "veil.input_width": str(SIZE), "veil.input_height": str(SIZE),
-        "veil.mean": "[0, 0, 0]", "veil.std": "[1, 1, 1]", "veil.default_threshold": "0.5",
+        "veil.task": "detect",
+        "veil.labels": json.dumps(["plate", "car"]),
+        "veil.input_width": str(SIZE),
+        "veil.input_height": str(SIZE),
+        "veil.mean": "[0, 0, 0]",
+        "veil.std": "[1, 1, 1]",
+        "veil.default_threshold": "0.5",
     }
     helper.set_model_props(model, meta)
     onnx.save(model, path)

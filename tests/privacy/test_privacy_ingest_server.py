@@ -38,7 +38,8 @@ def _upload(http: httpx.Client, name: str, policy: dict[str, object] | None, pho
         assert response.status_code == 200, response.text
     response = http.post(
         f"{TRAINING}/projects/{project['id']}/images",
-        content=photo, headers={"Content-Type": "application/octet-stream"},
+        content=photo,
+        headers={"Content-Type": "application/octet-stream"},
     )
     assert response.status_code == 200, response.text
     return project["id"], response.json()["images"][0]["image"]["id"]

@@ -34,9 +34,7 @@ def test_round_trip_keeps_frame_count_size_and_audio(tmp_path: Path, street_fram
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.mp4", "silent.mp4", "street.mp4"]
 
 
-def test_truncated_video_gives_one_line_and_leaves_nothing(
-    tmp_path: Path, street_frames: list[np.ndarray]
-) -> None:
+def test_truncated_video_gives_one_line_and_leaves_nothing(tmp_path: Path, street_frames: list[np.ndarray]) -> None:
     clip = tmp_path / "street.mp4"
     write_video(clip, street_frames, audio=False)
     data = clip.read_bytes()

@@ -151,6 +151,4 @@ async def _multipart_files(request: Request, body: bytes, max_files: int, limit:
 
 def csv_list(request: Request, name: str) -> list[str]:
     """A Custom Vision array query parameter: `tagIds=a,b` (msrest's csv) or repeated `tagIds=a&tagIds=b`."""
-    return [
-        item.strip() for raw in request.query_params.getlist(name) for item in raw.split(",") if item.strip()
-    ]
+    return [item.strip() for raw in request.query_params.getlist(name) for item in raw.split(",") if item.strip()]

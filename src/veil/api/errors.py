@@ -71,9 +71,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Unauthenticated)
     async def _unauthenticated(_request: Request, exc: Unauthenticated) -> JSONResponse:
-        return error_response(
-            401, "Unauthorized", f"{exc}; send a valid key in the Training-Key/Prediction-Key header"
-        )
+        return error_response(401, "Unauthorized", f"{exc}; send a valid key in the Training-Key/Prediction-Key header")
 
     @app.exception_handler(Forbidden)
     async def _forbidden(_request: Request, exc: Forbidden) -> JSONResponse:

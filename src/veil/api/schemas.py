@@ -192,9 +192,7 @@ def project_out(project: models.Project) -> ProjectOut:
 
 
 def tag_out(tag: models.Tag, image_count: int = 0) -> TagOut:
-    return TagOut(
-        id=tag.id, name=tag.name, description=tag.description, type=tag.type, image_count=image_count
-    )
+    return TagOut(id=tag.id, name=tag.name, description=tag.description, type=tag.type, image_count=image_count)
 
 
 def image_data_url(base_url: str, image: models.Image, size: str = "original") -> str:

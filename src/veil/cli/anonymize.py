@@ -35,23 +35,22 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def anonymize(
-    inputs: list[Path] = typer.Argument(
-        ..., metavar="INPUT...", help="Image files, folders (recursive) or videos."
-    ),
+    inputs: list[Path] = typer.Argument(..., metavar="INPUT...", help="Image files, folders (recursive) or videos."),
     output: Path | None = typer.Option(
-        None, "-o", "--output",
+        None,
+        "-o",
+        "--output",
         help="Output file (one input) or folder (mirrors the input tree). Default: <name>_anonymized.",
     ),
     method: str = typer.Option(
         "solid", help="solid (irreversible) | pixelate | blur (cosmetic, reversible) | dp-pixelate (DP-Pix)."
     ),
     targets: str = typer.Option("faces", help="Comma-separated: faces, and class names of --detector."),
-    detector: Path | None = typer.Option(
-        None, help="Veil-exported detector (ONNX) for targets other than faces."
-    ),
+    detector: Path | None = typer.Option(None, help="Veil-exported detector (ONNX) for targets other than faces."),
     threshold: float = typer.Option(DEFAULT_THRESHOLD, help="Detection score threshold (lower hides more)."),
     half_pass: bool = typer.Option(
-        True, "--half-pass/--no-half-pass",
+        True,
+        "--half-pass/--no-half-pass",
         help="Also look for faces at half resolution (finds unusual faces; 25% more compute).",
     ),
     small_faces: bool = typer.Option(
@@ -76,10 +75,17 @@ def anonymize(
         settings = AnonymizeSettings(
             targets=tuple(t.strip().lower() for t in targets.split(",") if t.strip()),
             method=method,  # type: ignore[arg-type]  # checked by AnonymizeSettings
-            threshold=threshold, half_pass=half_pass, small_faces=small_faces,
-            mask_scale=mask_scale, mask_shape="box" if boxes else "ellipse",
-            epsilon=epsilon, cell=cell, m=m, detector=detector,
-            keep_audio=keep_audio, keep_metadata=keep_metadata,
+            threshold=threshold,
+            half_pass=half_pass,
+            small_faces=small_faces,
+            mask_scale=mask_scale,
+            mask_shape="box" if boxes else "ellipse",
+            epsilon=epsilon,
+            cell=cell,
+            m=m,
+            detector=detector,
+            keep_audio=keep_audio,
+            keep_metadata=keep_metadata,
         )
         jobs = plan_jobs(inputs, output)
         detector_for(settings, threads=1)  # load models up front: a bad model fails before any output
@@ -98,8 +104,12 @@ def _run(jobs: list[Job], settings: AnonymizeSettings) -> int:
 
     failures, total_epsilon, hidden = 0, 0.0, 0
     columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=_err, transient=False) as progress:
         files = progress.add_task("files", total=len(jobs), rate="")

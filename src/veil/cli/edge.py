@@ -68,9 +68,7 @@ def run(
     preview: Path | None = typer.Option(
         None, "--preview", help="Also write an annotated, anonymized debug video of the first camera here."
     ),
-    max_frames: int | None = typer.Option(
-        None, "--max-frames", min=1, help="Stop after N frames per camera."
-    ),
+    max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Stop after N frames per camera."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log reconnects and sink problems."),
 ) -> None:
     """Run the cameras of CONFIG.yaml until their sources end (files) or SIGTERM / Ctrl-C (live)."""
@@ -82,9 +80,7 @@ def run(
     except ImportError as exc:  # ByteTrack's package missing from a hand-made environment
         raise _fail(str(exc), code=1) from None
 
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     cfg = _load(config)
     pipeline = EdgePipeline(cfg)
     pipeline.preview_path = preview
@@ -116,15 +112,9 @@ def run(
             raise _fail(f"{type(exc).__name__}: {exc}", code=1) from None
     frames = sum(counts.values())
     events = sum(
-        s.value
-        for metric in pipeline.metrics.events.collect()
-        for s in metric.samples
-        if s.name.endswith("_total")
+        s.value for metric in pipeline.metrics.events.collect() for s in metric.samples if s.name.endswith("_total")
     )
-    _err.print(
-        f"done: {frames} frames, {int(events)} events"
-        + (" (stopped by signal)" if signalled.is_set() else "")
-    )
+    _err.print(f"done: {frames} frames, {int(events)} events" + (" (stopped by signal)" if signalled.is_set() else ""))
 
 
 @edge_app.command("open-clip")

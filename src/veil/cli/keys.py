@@ -12,17 +12,13 @@ from veil.cli.server import DataDirOption, console, err_console, one_line_errors
 from veil.security.auth import OPERATOR, Role, is_active
 from veil.services import keys as key_service
 
-keys_app = typer.Typer(
-    help="API keys (shown once, stored hashed) and master-key rotation.", no_args_is_help=True
-)
+keys_app = typer.Typer(help="API keys (shown once, stored hashed) and master-key rotation.", no_args_is_help=True)
 
 
 @keys_app.command("create")
 def create(
     role: Annotated[str, typer.Option(help=f"What the key may do: {', '.join(Role)}.")],
-    project: Annotated[
-        str | None, typer.Option(help="Limit the key to this project id (default: all).")
-    ] = None,
+    project: Annotated[str | None, typer.Option(help="Limit the key to this project id (default: all).")] = None,
     expires_in_days: Annotated[int | None, typer.Option(help="Expire after N days (default: never).")] = None,
     name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "",
     data_dir: DataDirOption = None,
@@ -34,9 +30,7 @@ def create(
             row, secret = key_service.create_api_key(session, OPERATOR, role, project, expires_in_days, name)
             key_id = row.id
     scope = f"project {project}" if project else "all projects"
-    err_console.print(
-        f"created {role} key {key_id} for {scope}; it is shown once:", highlight=False, soft_wrap=True
-    )
+    err_console.print(f"created {role} key {key_id} for {scope}; it is shown once:", highlight=False, soft_wrap=True)
     print(secret)
 
 

@@ -27,9 +27,7 @@ console = Console()
 
 DataDirOption = Annotated[
     Path | None,
-    typer.Option(
-        "--data-dir", help="Data directory (default: $VEIL_DATA_DIR or ./.veil-data).", show_default=False
-    ),
+    typer.Option("--data-dir", help="Data directory (default: $VEIL_DATA_DIR or ./.veil-data).", show_default=False),
 ]
 
 
@@ -59,9 +57,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
     data_dir: DataDirOption = None,
-    worker: Annotated[
-        bool, typer.Option(help="Run the job worker and retention purge in this process.")
-    ] = True,
+    worker: Annotated[bool, typer.Option(help="Run the job worker and retention purge in this process.")] = True,
 ) -> None:
     """Serve the API (Custom Vision compatible) and the portal."""
     import uvicorn
@@ -77,9 +73,7 @@ def serve(
     url = f"http://{host}:{port}"
     console.print(f"Veil {url}  (data: {ctx.settings.data_dir.resolve()})", highlight=False)
     if admin_key:
-        console.print(
-            "First start: an admin key was created. It is shown once; keep it safe:", highlight=False
-        )
+        console.print("First start: an admin key was created. It is shown once; keep it safe:", highlight=False)
         console.print(admin_key, highlight=False, soft_wrap=True)
     sys.stdout.flush()
     uvicorn.run(create_app(ctx, background=worker), host=host, port=port, log_level="info", access_log=False)

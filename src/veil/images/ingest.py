@@ -103,8 +103,7 @@ def _check_header(image: Image.Image, limits: IngestLimits) -> None:
     if not (limits.min_side <= width <= limits.max_side and limits.min_side <= height <= limits.max_side):
         raise ImageRejected(
             RejectStatus.dimensions,
-            f"the image is {width}×{height} px; "
-            f"each side must be between {limits.min_side} and {limits.max_side} px",
+            f"the image is {width}×{height} px; each side must be between {limits.min_side} and {limits.max_side} px",
         )
     if width * height > limits.max_pixels:
         raise ImageRejected(
@@ -114,8 +113,7 @@ def _check_header(image: Image.Image, limits: IngestLimits) -> None:
     if frames > limits.max_frames:
         raise ImageRejected(
             RejectStatus.bad_format,
-            f"the image has more than {limits.max_frames} frames; "
-            "send a still image (only the first frame is kept)",
+            f"the image has more than {limits.max_frames} frames; send a still image (only the first frame is kept)",
         )
 
 
@@ -142,9 +140,7 @@ def _decode_pixels(image: Image.Image) -> Image.Image:
             image.load()
             oriented = ImageOps.exif_transpose(image)
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombWarning) as exc:
-            raise ImageRejected(
-                RejectStatus.bad_format, f"the image data is truncated or corrupt: {exc}"
-            ) from None
+            raise ImageRejected(RejectStatus.bad_format, f"the image data is truncated or corrupt: {exc}") from None
     has_alpha = oriented.mode in ("RGBA", "LA", "PA") or "transparency" in oriented.info
     pixels = oriented.convert("RGBA" if has_alpha else "RGB")
     # A brand-new image from raw pixels: no EXIF, GPS, ICC, XMP or comment can come along.

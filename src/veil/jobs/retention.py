@@ -46,9 +46,7 @@ def _blob_of(row: Image | Prediction) -> str | None:
     return row.blob_id if isinstance(row, Image) else row.image_blob_id
 
 
-def _expired(
-    session: Session, model: type[Image] | type[Prediction], now: datetime
-) -> list[Image | Prediction]:
+def _expired(session: Session, model: type[Image] | type[Prediction], now: datetime) -> list[Image | Prediction]:
     query = select(model).where(model.expires_at.is_not(None), model.expires_at <= now).limit(BATCH)
     return list(session.scalars(query))
 

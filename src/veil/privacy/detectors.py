@@ -229,9 +229,7 @@ class TargetDetector:
     def detect(self, rgb: np.ndarray, full_only: bool = False) -> sv.Detections:
         """`full_only` skips the faces' half-resolution pass (video runs it on every 4th frame: tracks
         carry what it finds across the frames in between)."""
-        found = [
-            d.detect(rgb, full_only) if isinstance(d, FaceDetector) else d.detect(rgb) for d in self.detectors
-        ]
+        found = [d.detect(rgb, full_only) if isinstance(d, FaceDetector) else d.detect(rgb) for d in self.detectors]
         return sv.Detections.merge(found) if found else sv.Detections.empty()
 
 

@@ -47,9 +47,7 @@ def hide_detections(
     return AnonymizeResult(out, detections, dp_record(settings, channels))
 
 
-def anonymize_image(
-    rgb: np.ndarray, settings: AnonymizeSettings, detector: Detector | None = None
-) -> AnonymizeResult:
+def anonymize_image(rgb: np.ndarray, settings: AnonymizeSettings, detector: Detector | None = None) -> AnonymizeResult:
     """Detect the settings' targets in an RGB (HxWx3 uint8) frame and return it with them hidden.
 
     Pure: the input array is not modified. Example:

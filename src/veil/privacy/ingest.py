@@ -21,7 +21,11 @@ def settings_from_policy(policy: PrivacyPolicy) -> AnonymizeSettings:
     (read from a `detector` field when the policy has one)."""
     detector = getattr(policy, "detector", None)
     return _settings(
-        tuple(policy.targets), policy.method, float(policy.epsilon), int(policy.cell), int(policy.m),
+        tuple(policy.targets),
+        policy.method,
+        float(policy.epsilon),
+        int(policy.cell),
+        int(policy.m),
         str(detector) if detector else None,
     )
 
@@ -32,7 +36,11 @@ def _settings(
 ) -> AnonymizeSettings:
     # One settings object per distinct policy, so its detector (an ONNX session) is built once and reused.
     return AnonymizeSettings(
-        targets=targets, method=method, epsilon=epsilon, cell=cell, m=m,
+        targets=targets,
+        method=method,
+        epsilon=epsilon,
+        cell=cell,
+        m=m,
         detector=Path(detector) if detector else None,
     )
 

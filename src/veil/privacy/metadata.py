@@ -55,9 +55,7 @@ def _kept_metadata(source: Image.Image, fmt: str) -> dict[str, object]:
     return kept
 
 
-def save_image(
-    image: Image.Image, dst: Path, *, source: Image.Image | None = None, record: str | None = None
-) -> None:
+def save_image(image: Image.Image, dst: Path, *, source: Image.Image | None = None, record: str | None = None) -> None:
     """Write `image` to `dst` atomically (temp file + rename), copying `source`'s metadata only when given.
 
     `record` (e.g. the DP-Pix accounting) is stored as the image comment.

@@ -101,9 +101,7 @@ def dp_pixelate(region: np.ndarray, cell: int, noise_scale: float, rng: np.rando
     return np.rint(_expand(noisy, cell, height, width)).astype(np.uint8)
 
 
-def obscure(
-    frame: np.ndarray, boxes: np.ndarray, settings: AnonymizeSettings, rng: np.random.Generator
-) -> None:
+def obscure(frame: np.ndarray, boxes: np.ndarray, settings: AnonymizeSettings, rng: np.random.Generator) -> None:
     """Hide every box (already grown and clipped, integer xyxy) in `frame`, in place (HxWxC uint8)."""
     for x1, y1, x2, y2 in boxes:
         if x2 <= x1 or y2 <= y1:

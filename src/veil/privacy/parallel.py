@@ -21,9 +21,7 @@ def workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def ordered_map(
-    fn: Callable[[Item], Out], items: Iterable[Item], parallel: int | None = None
-) -> Iterator[Out]:
+def ordered_map(fn: Callable[[Item], Out], items: Iterable[Item], parallel: int | None = None) -> Iterator[Out]:
     """`map` over a thread pool, results in input order, at most 2× `parallel` items in flight (memory).
 
     `items` is consumed in the calling thread, so a generator with side effects (a demuxer) stays

@@ -73,9 +73,7 @@ class AnonymizeSettings:
             raise SettingsError(f"hold frames must be >= 0, got {self.hold_frames}")
         other = [t for t in self.targets if t != FACES]
         if other and self.detector is None:
-            raise SettingsError(
-                f"targets {', '.join(other)} need a Veil-exported detector: pass --detector MODEL.onnx"
-            )
+            raise SettingsError(f"targets {', '.join(other)} need a Veil-exported detector: pass --detector MODEL.onnx")
 
     @property
     def noise_scale(self) -> float:

@@ -130,7 +130,12 @@ def _transcode(
             if decoded == 0 or (declared and decoded < declared):
                 raise VideoError(f"{src}: truncated or damaged video ({decoded} of {declared} frames decode)")
     return VideoReport(
-        writer.written, video_out.width, video_out.height, float(fps), detected, audio_out is not None,
+        writer.written,
+        video_out.width,
+        video_out.height,
+        float(fps),
+        detected,
+        audio_out is not None,
         dp_record(settings, channels=3, frames=writer.written),
     )
 
@@ -157,9 +162,7 @@ def _decode(
                 index += 1
 
 
-def _add_video_stream(
-    sink: av.container.OutputContainer, video_in: av.VideoStream, fps: Fraction
-) -> av.VideoStream:
+def _add_video_stream(sink: av.container.OutputContainer, video_in: av.VideoStream, fps: Fraction) -> av.VideoStream:
     video_out = sink.add_stream("libx264", rate=fps)
     video_out.width, video_out.height = video_in.codec_context.width, video_in.codec_context.height
     even = video_out.width % 2 == 0 and video_out.height % 2 == 0

@@ -44,9 +44,7 @@ def anonymize(ctx: AppContext, data: bytes, targets: tuple[str, ...], method: st
     try:
         image, source_format = decode_image(data, ctx.limits)
     except ImageRejected as rejected:
-        raise ServiceError(
-            rejected.reason, code=REJECT_CODES.get(rejected.status, "BadRequestImageFormat")
-        ) from None
+        raise ServiceError(rejected.reason, code=REJECT_CODES.get(rejected.status, "BadRequestImageFormat")) from None
     key = (settings.targets, settings.threshold)
     with _lock:
         detector = _detectors.get(key) or _detectors.setdefault(key, detector_for(settings))

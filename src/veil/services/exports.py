@@ -81,14 +81,11 @@ def export_iteration(
     flavor = flavor or ""
     if platform not in PLATFORMS:
         raise InvalidInput(
-            f"Veil exports platform ONNX only (asked for {platform!r}); the ONNX model runs wherever "
-            "onnxruntime does",
+            f"Veil exports platform ONNX only (asked for {platform!r}); the ONNX model runs wherever onnxruntime does",
             code="BadRequestNotSupported",
         )
     if flavor not in ONNX_FLAVORS:
-        raise InvalidInput(
-            f"unknown ONNX flavor {flavor!r}; use ONNX10 or ONNX12", code="BadRequestNotSupported"
-        )
+        raise InvalidInput(f"unknown ONNX flavor {flavor!r}; use ONNX10 or ONNX12", code="BadRequestNotSupported")
     with ctx.db.session() as session:
         project = get_project(session, project_id)
         iteration = get_iteration(session, project_id, iteration_id)
@@ -126,9 +123,7 @@ def list_exports(ctx: AppContext, project_id: str, iteration_id: str) -> list[Ex
     with ctx.db.session() as session:
         get_project(session, project_id)
         get_iteration(session, project_id, iteration_id)
-        rows = session.scalars(
-            select(Export).where(Export.iteration_id == iteration_id).order_by(Export.created)
-        )
+        rows = session.scalars(select(Export).where(Export.iteration_id == iteration_id).order_by(Export.created))
         return [_view(row) for row in rows]
 
 
@@ -189,9 +184,7 @@ def performance_images(
     evaluation = load_evaluation(ctx, project, iteration)
     wanted = {names[t] for t in tag_ids or [] if t in names}
     results = [
-        r
-        for r in evaluation.images
-        if not wanted or wanted & (set(r.true_labels) | {box.tag for box in r.true_boxes})
+        r for r in evaluation.images if not wanted or wanted & (set(r.true_labels) | {box.tag for box in r.true_boxes})
     ]
     with ctx.db.session() as session:
         rows = session.scalars(

@@ -89,13 +89,9 @@ def update_tag(
     return tag
 
 
-def _check_type_change(
-    session: Session, project: Project, tag: Tag, new_type: str, others: list[Tag]
-) -> None:
+def _check_type_change(session: Session, project: Project, tag: Tag, new_type: str, others: list[Tag]) -> None:
     if new_type not in TAG_TYPES:
-        raise InvalidInput(
-            f"tag type must be Regular or Negative, not {new_type!r}", code="BadRequestTagType"
-        )
+        raise InvalidInput(f"tag type must be Regular or Negative, not {new_type!r}", code="BadRequestTagType")
     if new_type != "Negative":
         return
     if project.project_type == "ObjectDetection":
@@ -130,9 +126,7 @@ def _check_batch(count: int, what: str) -> None:
     if count == 0:
         raise InvalidInput(f"no {what} in the request", code="BadRequestImageBatch")
     if count > MAX_BATCH:
-        raise InvalidInput(
-            f"{count} {what} in one request; at most {MAX_BATCH}", code="BadRequestExceededBatchSize"
-        )
+        raise InvalidInput(f"{count} {what} in one request; at most {MAX_BATCH}", code="BadRequestExceededBatchSize")
 
 
 def add_image_tags(
@@ -162,9 +156,7 @@ def add_image_tags(
         if len(on_image) >= MAX_TAGS_PER_IMAGE:
             exceeded.append(pair)
             continue
-        negative_involved = tags[pair.tag_id].type == "Negative" or any(
-            tags[t].type == "Negative" for t in on_image
-        )
+        negative_involved = tags[pair.tag_id].type == "Negative" or any(tags[t].type == "Negative" for t in on_image)
         if on_image and negative_involved:
             raise InvalidInput(
                 f"image {pair.image_id}: the Negative tag cannot be with other tags",
@@ -184,9 +176,7 @@ def remove_image_tags(
     if not image_ids or not tag_ids:
         raise InvalidInput("give imageIds and tagIds", code="BadRequestInvalidIds")
     images = _images_of(session, project_id, image_ids)
-    session.execute(
-        delete(ImageTag).where(ImageTag.image_id.in_(list(images)), ImageTag.tag_id.in_(list(tag_ids)))
-    )
+    session.execute(delete(ImageTag).where(ImageTag.image_id.in_(list(images)), ImageTag.tag_id.in_(list(tag_ids))))
     audit.record(session, actor, "images.untag", [project_id, *images])
 
 

@@ -97,9 +97,7 @@ def unpublish(ctx: AppContext, actor: Principal, project_id: str, iteration_id: 
         get_project(session, project_id)
         iteration = get_iteration(session, project_id, iteration_id)
         if not iteration.publish_name:
-            raise InvalidInput(
-                f"iteration {iteration_id} is not published", code="BadRequestIterationNotPublished"
-            )
+            raise InvalidInput(f"iteration {iteration_id} is not published", code="BadRequestIterationNotPublished")
         iteration.publish_name, iteration.published_at = None, None
         audit.record(session, actor, "iteration.unpublish", [project_id, iteration_id])
 
@@ -173,9 +171,7 @@ def _verify(ctx: AppContext, token: str) -> dict[str, str]:
 
 
 def _count(session: Session, model: type[Image] | type[Tag], project_id: str) -> int:
-    return int(
-        session.scalar(select(func.count()).select_from(model).where(model.project_id == project_id)) or 0
-    )
+    return int(session.scalar(select(func.count()).select_from(model).where(model.project_id == project_id)) or 0)
 
 
 def export_project(ctx: AppContext, actor: Principal, project_id: str) -> ProjectExportSummary:
@@ -183,9 +179,7 @@ def export_project(ctx: AppContext, actor: Principal, project_id: str) -> Projec
         project = get_project(session, project_id)
         images, tags = _count(session, Image, project_id), _count(session, Tag, project_id)
         regions = int(
-            session.scalar(
-                select(func.count()).select_from(Region).join(Image).where(Image.project_id == project_id)
-            )
+            session.scalar(select(func.count()).select_from(Region).join(Image).where(Image.project_id == project_id))
             or 0
         )
         claims = {
@@ -225,9 +219,7 @@ def import_project(ctx: AppContext, actor: Principal, token: str, name: str | No
         target.settings, target.privacy = dict(source.settings or {}), dict(source.privacy or {})
         tag_map = {}
         for tag in session.scalars(select(Tag).where(Tag.project_id == source.id)):
-            copy = Tag(
-                id=new_id(), project_id=target.id, name=tag.name, description=tag.description, type=tag.type
-            )
+            copy = Tag(id=new_id(), project_id=target.id, name=tag.name, description=tag.description, type=tag.type)
             session.add(copy)
             tag_map[tag.id] = copy.id
         images = session.scalars(

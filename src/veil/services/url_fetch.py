@@ -47,9 +47,7 @@ class UrlFetcher:
         try:
             with httpx.stream("GET", url, timeout=self.timeout_s, follow_redirects=False) as response:
                 if response.status_code != 200:
-                    raise InvalidInput(
-                        f"{url} answered HTTP {response.status_code}", code="BadRequestImageUrl"
-                    )
+                    raise InvalidInput(f"{url} answered HTTP {response.status_code}", code="BadRequestImageUrl")
                 chunks, size = [], 0
                 for chunk in response.iter_bytes():
                     size += len(chunk)
@@ -60,9 +58,7 @@ class UrlFetcher:
                     chunks.append(chunk)
                 return b"".join(chunks)
         except httpx.HTTPError as exc:
-            raise InvalidInput(
-                f"could not fetch {url}: {type(exc).__name__}", code="BadRequestImageUrl"
-            ) from None
+            raise InvalidInput(f"could not fetch {url}: {type(exc).__name__}", code="BadRequestImageUrl") from None
 
 
 def fetched_upload(

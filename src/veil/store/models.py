@@ -74,9 +74,7 @@ class Project(Base):
     domain_id: Mapped[str] = mapped_column(String(36))
     project_type: Mapped[str] = mapped_column(String(32), default="Classification")  # or ObjectDetection
     classification_type: Mapped[str | None] = mapped_column(String(32), default="Multiclass")
-    settings: Mapped[dict[str, Any]] = mapped_column(
-        default=dict
-    )  # targetExportPlatforms, useNegativeSet, ...
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)  # targetExportPlatforms, useNegativeSet, ...
     privacy: Mapped[dict[str, Any]] = mapped_column(default=dict)  # a PrivacyPolicy dump
     # Crypto-shredding: the wrapped DEK is wiped (set to NULL) before anything else of the project is deleted.
     wrapped_dek: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
@@ -85,9 +83,7 @@ class Project(Base):
     created: Mapped[datetime] = mapped_column(default=utcnow)
     modified: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    tags: Mapped[list[Tag]] = relationship(
-        back_populates="project", cascade="all, delete-orphan", passive_deletes=True
-    )
+    tags: Mapped[list[Tag]] = relationship(back_populates="project", cascade="all, delete-orphan", passive_deletes=True)
 
 
 class Tag(Base):
@@ -124,18 +120,14 @@ class Image(Base):
     tag_links: Mapped[list[ImageTag]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
     )
-    regions: Mapped[list[Region]] = relationship(
-        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
-    )
+    regions: Mapped[list[Region]] = relationship(cascade="all, delete-orphan", passive_deletes=True, lazy="selectin")
 
 
 class ImageTag(Base):
     __tablename__ = "image_tags"
 
     image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
-    tag_id: Mapped[str] = mapped_column(
-        ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True
-    )
+    tag_id: Mapped[str] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True)
     created: Mapped[datetime] = mapped_column(default=utcnow)
 
     tag: Mapped[Tag] = relationship(lazy="joined")
@@ -187,9 +179,7 @@ class Export(Base):
     """An export of an iteration to a platform/flavor (Custom Vision's Export resource)."""
 
     __tablename__ = "exports"
-    __table_args__ = (
-        UniqueConstraint("iteration_id", "platform", "flavor", name="uq_exports_iteration_platform"),
-    )
+    __table_args__ = (UniqueConstraint("iteration_id", "platform", "flavor", name="uq_exports_iteration_platform"),)
 
     id: Mapped[str] = _id_column()
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
@@ -230,9 +220,7 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(8))  # first characters, to recognise a key in listings
     role: Mapped[str] = mapped_column(String(16))
-    project_id: Mapped[str | None] = mapped_column(
-        String(36), nullable=True, index=True
-    )  # None: every project
+    project_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)  # None: every project
     name: Mapped[str] = mapped_column(String(200), default="")
     created: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
@@ -285,9 +273,7 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(32))  # train | export | purge | ...
     project_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[str] = mapped_column(
-        String(16), default="queued"
-    )  # queued|running|succeeded|failed|cancelled
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|succeeded|failed|cancelled
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     stage: Mapped[str] = mapped_column(String(64), default="")
     eta_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)

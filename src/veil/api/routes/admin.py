@@ -31,9 +31,7 @@ def whoami(request: Request, principal: Principal = Depends(veil_key(None))) -> 
     """The calling key's id, role, project scope and name: any valid key may ask about itself."""
     with get_ctx(request).db.read_session() as session:
         name = key_service.key_name(session, principal)
-    return schemas.WhoAmIOut(
-        key_id=principal.key_id, role=principal.role, project_id=principal.project_id, name=name
-    )
+    return schemas.WhoAmIOut(key_id=principal.key_id, role=principal.role, project_id=principal.project_id, name=name)
 
 
 @router.get("/keys", response_model=list[schemas.ApiKeyOut])
@@ -54,9 +52,7 @@ def create_key(
 
 
 @router.delete("/keys/{keyId}", status_code=204)
-def revoke_key(
-    request: Request, keyId: str, principal: Principal = Depends(veil_key(P.keys_manage))
-) -> Response:
+def revoke_key(request: Request, keyId: str, principal: Principal = Depends(veil_key(P.keys_manage))) -> Response:
     with get_ctx(request).db.session() as session:
         key_service.revoke_api_key(session, principal, keyId)
     return Response(status_code=204)
@@ -77,9 +73,7 @@ def list_audit_events(
 def verify_audit(request: Request, _: Principal = Depends(veil_key(P.audit_read))) -> schemas.AuditVerifyOut:
     with get_ctx(request).db.read_session() as session:
         report = audit.verify(session)
-    return schemas.AuditVerifyOut(
-        ok=report.ok, events=report.events, broken_at=report.broken_at, reason=report.reason
-    )
+    return schemas.AuditVerifyOut(ok=report.ok, events=report.events, broken_at=report.broken_at, reason=report.reason)
 
 
 @router.get("/projects/{projectId}/privacy", response_model=PrivacyPolicy)
@@ -112,9 +106,7 @@ async def get_image_data(
 ) -> Response:
     """The decrypted pixels of a stored image (an audited read); `size` gives a smaller copy."""
     ctx = get_ctx(request)
-    data, content_type = await run_in_threadpool(
-        image_service.read_image_bytes, ctx, principal, projectId, imageId
-    )
+    data, content_type = await run_in_threadpool(image_service.read_image_bytes, ctx, principal, projectId, imageId)
     if size != "original":
         small = await run_in_threadpool(thumbnail, data, SIZES[size])
         data, content_type = small.data, small.content_type

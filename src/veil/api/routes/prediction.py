@@ -44,9 +44,7 @@ def _image_route(task: str, store: bool):  # type: ignore[no-untyped-def]
         ctx: AppContext = Depends(get_ctx),
     ) -> ImagePredictionOut:
         parts = await read_image_parts(request, max_files=1)
-        return await _predict(
-            ctx, principal, projectId, task, publishedName, parts[0].data, store, application
-        )
+        return await _predict(ctx, principal, projectId, task, publishedName, parts[0].data, store, application)
 
     route.__doc__ = f"{task.capitalize()} an image with a published iteration; " + (
         "the image and result are kept until the project's retention ends." if store else "nothing is stored."

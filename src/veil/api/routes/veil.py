@@ -66,9 +66,7 @@ async def download_export(
     ctx: AppContext = Depends(get_ctx),
 ) -> Response:
     """The exported model bundle (zip: model.onnx, labels.txt, model_card.json/md), decrypted in memory."""
-    data, filename = await run_in_threadpool(
-        export_service.download_export, ctx, principal, projectId, exportId
-    )
+    data, filename = await run_in_threadpool(export_service.download_export, ctx, principal, projectId, exportId)
     return Response(
         content=data,
         media_type="application/zip",
