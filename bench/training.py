@@ -135,7 +135,8 @@ def _eager_classifier(trained: TrainResult) -> torch.nn.Module:
     from veil.vision.backbone import pretrained_backbone
     from veil.vision.classify import ClassifierNetwork
 
-    network = ClassifierNetwork(pretrained_backbone(), len(trained.labels), multilabel=False)
+    backbone = pretrained_backbone(str(trained.model_card.training["backbone"]))
+    network = ClassifierNetwork(backbone, len(trained.labels), multilabel=False)
     weights = {i.name: numpy_helper.to_array(i) for i in onnx.load_from_string(trained.onnx).graph.initializer}
     network.head.weight.data = torch.from_numpy(weights["head.weight"].copy())
     network.head.bias.data = torch.from_numpy(weights["head.bias"].copy())
@@ -156,7 +157,7 @@ def main() -> None:
     speed = Table(title="Prediction speed, same weights and threads (2 cores)")
     for column in ("model · engine", "single image (preprocess + network)", "batch 16 throughput"):
         speed.add_column(column)
-    for row in speed_rows("classifier 224²", load_model(classifier.bundle), _eager_classifier(classifier), validation):
+    for row in speed_rows("classifier", load_model(classifier.bundle), _eager_classifier(classifier), validation):
         speed.add_row(*row)
     console.print(speed)
     if minutes > 0:

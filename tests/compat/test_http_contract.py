@@ -8,7 +8,9 @@ import hashlib
 import io
 import json
 import sqlite3
+import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -522,3 +524,40 @@ def test_a_policy_detector_must_be_a_completed_detection_iteration(
     )
     assert upload.status_code == 400 and "does not exist" in upload.json()["message"], upload.text
     assert upload.json()["code"] == "BadRequestPrivacyPolicy"
+
+
+def _model_card(http: httpx.Client, project_id: str, iteration_id: str) -> dict:  # type: ignore[type-arg]
+    ok(http.post(f"{TRAINING}/projects/{project_id}/iterations/{iteration_id}/export", params={"platform": "ONNX"}))
+    deadline = time.monotonic() + 60
+    while True:
+        exports = ok(http.get(f"{TRAINING}/projects/{project_id}/iterations/{iteration_id}/export"))
+        assert isinstance(exports, list) and exports
+        if exports[0]["status"] != "Exporting":
+            break
+        assert time.monotonic() < deadline, "export still running after 60 s"
+        time.sleep(0.2)
+    assert exports[0]["status"] == "Done", exports
+    bundle = http.get(exports[0]["downloadUri"])
+    assert bundle.status_code == 200, bundle.text
+    with zipfile.ZipFile(io.BytesIO(bundle.content)) as archive:
+        card = json.loads(archive.read("model_card.json"))
+    assert isinstance(card, dict)
+    return card
+
+
+def test_the_backbone_extension_picks_the_network(http: httpx.Client, trained: SmallProject) -> None:
+    """Veil extension `backbone` on /train: the default classifier is Lite2; Lite0 is smaller and faster."""
+    refused = http.post(f"{TRAINING}/projects/{trained.id}/train", params={"backbone": "resnet50", "forceTrain": True})
+    assert refused.status_code == 400 and "efficientnet-lite0" in refused.json()["message"]
+    iterations = ok(http.get(f"{TRAINING}/projects/{trained.id}/iterations"))
+    assert isinstance(iterations, list) and len(iterations) == 1  # a refused request creates nothing
+    default_card = _model_card(http, trained.id, iterations[0]["id"])
+    assert default_card["training"]["backbone"] == "efficientnet-lite2"
+
+    small = start_training(http, trained.id, backbone="lite0", forceTrain="true")
+    small = wait_iteration(http, trained.id, small["id"])
+    assert small["status"] == "Completed", small["trainingErrorDetails"]
+    small_card = _model_card(http, trained.id, small["id"])
+    assert small_card["training"]["backbone"] == "efficientnet-lite0"
+    assert small_card["training"]["input_size"] == 224
+    ok(http.delete(f"{TRAINING}/projects/{trained.id}/iterations/{small['id']}"), status=204)

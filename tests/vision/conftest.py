@@ -12,8 +12,6 @@ from tests.conftest import dataset_path
 from veil.vision.data import Sample
 from veil.vision.datasets import load_dataset
 
-SMALL_INPUT = 96  # classification tests: ImageNet features still separate ants from bees at this size
-
 
 def _readable_images(folder: Path, count: int, skip: int = 0) -> list[Path]:
     found = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tests.vision.conftest import SMALL_INPUT, ants_bees
+from tests.vision.conftest import ants_bees
 
 from veil.vision import classify
 from veil.vision.backbone import pretrained_backbone
@@ -17,7 +17,8 @@ from veil.vision.train import TrainingCancelled, TrainRequest, TrainResult, trai
 
 @pytest.fixture(scope="module")
 def trained() -> TrainResult:
-    return train(TrainRequest("classify", ants_bees("train", 10), seed=7, input_size=SMALL_INPUT))
+    """What a user gets: the default backbone at its native input side."""
+    return train(TrainRequest("classify", ants_bees("train", 10), seed=7))
 
 
 def test_unseen_validation_photos_are_classified_well(trained: TrainResult) -> None:
@@ -45,7 +46,8 @@ def test_evaluation_is_cross_validated_on_images_not_trained_on(trained: TrainRe
 
 def test_onnx_matches_eager_pytorch_within_1e_4(trained: TrainResult) -> None:
     model = load_model(trained.onnx)
-    network = classify.ClassifierNetwork(pretrained_backbone(), 2, multilabel=False).eval()
+    backbone = pretrained_backbone(str(trained.model_card.training["backbone"]))
+    network = classify.ClassifierNetwork(backbone, 2, multilabel=False).eval()
     # Rebuild the eager network from the exported head: both share the backbone weights of the package.
     import onnx
     from onnx import numpy_helper

@@ -2,6 +2,7 @@
 
     veil train ./my-photos --task classify --out model.zip          # folder per tag → classifier
     veil train ./coco.json --task detect --advanced --minutes 10 --out det.zip
+    veil train ./my-photos --backbone lite0 --input-size 224        # smaller, faster model
     veil predict --model model.zip photo1.jpg photo2.jpg [--json]     # onnxruntime only, no server
     veil import ./my-photos --project <id> --url http://127.0.0.1:8080 --key <training key>
 
@@ -58,6 +59,10 @@ def train_command(
     minutes: Annotated[float | None, typer.Option(help="Time budget in minutes (Advanced; detection).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same metrics.")] = 0,
     input_size: Annotated[int | None, typer.Option(help="Network input side, a multiple of 32.")] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(help="lite0, lite1 or lite2 (default: lite2 for classification, lite0 for detection)."),
+    ] = None,
     negative_tag: Annotated[str | None, typer.Option(help="Tag meaning 'none of the others'.")] = None,
     dataset_format: Annotated[str | None, typer.Option("--format", help="Force the dataset format.")] = None,
     threshold: Annotated[float, typer.Option(help="Probability threshold for the printed metrics.")] = 0.5,
@@ -78,6 +83,7 @@ def train_command(
             budget_minutes=minutes,
             seed=seed,
             input_size=input_size,
+            backbone=backbone,
             negative_tag=negative_tag,
             name=out.stem,
         )

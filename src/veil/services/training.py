@@ -30,6 +30,7 @@ from veil.services.context import AppContext
 from veil.services.errors import InvalidInput, NotFound, ServiceError
 from veil.services.vault import Vault
 from veil.store.models import Export, Image, ImageTag, Iteration, Project, Region, Tag, new_id, utcnow
+from veil.vision.variants import variant_named
 
 if TYPE_CHECKING:
     from veil.vision.metrics import Evaluation
@@ -59,6 +60,7 @@ class TrainOptions:
     reserved_budget_in_hours: int = 0
     force_train: bool = False
     selected_tags: list[str] = field(default_factory=list)  # tag ids; empty: all
+    backbone: str | None = None  # Veil extension: efficientnet-lite0|1|2; None: the task's default
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ def _fingerprint(project: Project, items: list[DatasetImage], options: TrainOpti
     """What a training depends on; equal fingerprints mean retraining would learn nothing new."""
     digest = hashlib.sha256()
     digest.update(f"{project.project_type}|{project.classification_type}|{project.domain_id}".encode())
-    digest.update(f"|{options.training_type}|{sorted(options.selected_tags)}".encode())
+    digest.update(f"|{options.training_type}|{sorted(options.selected_tags)}|{options.backbone}".encode())
     for item in items:
         digest.update(repr((item.image_id, item.tag_names, item.boxes)).encode())
     return digest.hexdigest()
@@ -175,6 +177,10 @@ def start_training(ctx: AppContext, actor: Principal, project_id: str, options: 
     """Validate like Custom Vision (synchronously, so the caller gets the error code), then queue the job."""
     if options.training_type not in ("Regular", "Advanced"):
         raise InvalidInput(f"trainingType must be Regular or Advanced, not {options.training_type!r}")
+    try:
+        backbone = variant_named(options.backbone).name if options.backbone else None
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
     with ctx.db.session() as session:
         project = get_project(session, project_id)
         running = session.scalar(
@@ -213,7 +219,7 @@ def start_training(ctx: AppContext, actor: Principal, project_id: str, options: 
         )
         session.add(iteration)
         session.flush()
-        payload = {"project_id": project_id, "iteration_id": iteration.id}
+        payload = {"project_id": project_id, "iteration_id": iteration.id, "backbone": backbone}
         iteration.job_id = _enqueue_in(session, "train", project_id, payload)
         audit.record(session, actor, "iteration.train", [project_id, iteration.id])
         return iteration
@@ -334,7 +340,7 @@ def _sample_loader(vault: Vault, project: Project, blob_id: str):  # type: ignor
 
 
 class TrainingJob:
-    """Job kind `train`: payload `{project_id, iteration_id}`."""
+    """Job kind `train`: payload `{project_id, iteration_id, backbone}`."""
 
     def run(self, job: JobContext) -> str | None:
         from veil.vision import data as vdata
@@ -364,6 +370,7 @@ class TrainingJob:
                 budget_minutes=_budget_minutes(iteration, job.settings.regular_training_minutes),
                 selected_tags=[tag.name for tag in tags if tag.type != "Negative"],
                 negative_tag=negative,
+                backbone=job.payload.get("backbone"),
             )
 
             def progress(update: Any) -> None:

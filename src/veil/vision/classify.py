@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from veil.vision.backbone import EMBEDDING_SIZE, EfficientNetLite0, FrozenRunner, PrefixModule
+from veil.vision.backbone import EMBEDDING_SIZE, EfficientNetLite, FrozenRunner, PrefixModule
 from veil.vision.runtime import ModelInfo, preprocess
 
 CancelCheck = Callable[[], bool]
@@ -33,7 +33,7 @@ class TrainingCancelled(RuntimeError):
 class ClassifierNetwork(nn.Module):
     """Backbone → dropout → linear → softmax/sigmoid. Its output is what the ONNX graph returns."""
 
-    def __init__(self, backbone: EfficientNetLite0, classes: int, multilabel: bool, dropout: float = 0.2) -> None:
+    def __init__(self, backbone: EfficientNetLite, classes: int, multilabel: bool, dropout: float = 0.2) -> None:
         super().__init__()
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)

@@ -32,7 +32,7 @@ from torchvision.models.detection.fcos import FCOSHead, FCOSRegressionHead
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelP6P7
 
-from veil.vision.backbone import FEATURE_CHANNELS, EfficientNetLite0, FrozenRunner, PrefixModule
+from veil.vision.backbone import EfficientNetLite, FrozenRunner, PrefixModule
 from veil.vision.classify import TrainingCancelled, frozen_parameter
 from veil.vision.runtime import Letterbox, ModelInfo, fit_to_input, normalize
 
@@ -42,11 +42,11 @@ STRIDES = (8, 16, 32, 64, 128)
 class PyramidBackbone(nn.Module):
     """Backbone → FPN: an OrderedDict of P3..P7, as torchvision's detectors expect."""
 
-    def __init__(self, trunk: EfficientNetLite0, channels: int) -> None:
+    def __init__(self, trunk: EfficientNetLite, channels: int) -> None:
         super().__init__()
         self.trunk = trunk
         self.fpn = FeaturePyramidNetwork(
-            list(FEATURE_CHANNELS), channels, extra_blocks=LastLevelP6P7(channels, channels)
+            list(trunk.feature_channels), channels, extra_blocks=LastLevelP6P7(channels, channels)
         )
         self.out_channels = channels
 
@@ -75,7 +75,7 @@ class SoftplusRegressionHead(FCOSRegressionHead):
 
 
 def build_detector(
-    trunk: EfficientNetLite0, classes: int, input_size: int, channels: int = 64, head_convs: int = 2
+    trunk: EfficientNetLite, classes: int, input_size: int, channels: int = 64, head_convs: int = 2
 ) -> FCOS:
     """torchvision FCOS around our pyramid; its transform is made a no-op because inputs arrive preprocessed."""
     anchors = AnchorGenerator(tuple((s,) for s in STRIDES), ((1.0,),) * len(STRIDES))

@@ -352,6 +352,9 @@ def train_project(
     reservedBudgetInHours: int = Query(0, ge=0),
     forceTrain: bool = False,
     notificationEmailAddress: str | None = None,
+    backbone: str | None = Query(
+        None, description="Veil extension: efficientnet-lite0, -lite1 or -lite2 (default: the task's choice)"
+    ),
     parameters: TrainingParametersIn | None = Body(None),
     principal: Principal = Depends(training(P.train)),
     ctx: AppContext = Depends(get_ctx),
@@ -361,6 +364,7 @@ def train_project(
         reserved_budget_in_hours=reservedBudgetInHours,
         force_train=forceTrain,
         selected_tags=list(parameters.selected_tags or []) if parameters else [],
+        backbone=backbone,
     )
     return iteration_out(training_service.start_training(ctx, principal, projectId, options))
 
