@@ -58,3 +58,35 @@ def test_errors_are_one_line_with_nonzero_exit(tmp_path: Path) -> None:
     bad_model = _veil("predict", "--model", str(junk), str(junk))
     assert bad_model.returncode != 0 and "not a Veil model bundle" in bad_model.stderr
     assert len(bad_model.stderr.strip().splitlines()) == 1
+
+
+def test_multilabel_training_from_tag_folders(tmp_path: Path) -> None:
+    """A photo under several tag folders carries all those tags; each tag gets its own sigmoid."""
+    data = tmp_path / "animals"
+    sources = {
+        "ants": sorted((dataset_path("ants-bees") / "train" / "ants").glob("*.jpg"))[40:46],
+        "bees": sorted((dataset_path("ants-bees") / "train" / "bees").glob("*.jpg"))[40:46],
+        "raccoon": sorted((dataset_path("raccoon") / "images").glob("*.jpg"))[:6],
+    }
+    for tag, photos in sources.items():
+        for folder in (tag, "animal"):
+            (data / folder).mkdir(parents=True, exist_ok=True)
+            for photo in photos:
+                (data / folder / photo.name).symlink_to(photo)
+    out = tmp_path / "animals.zip"
+    trained = _veil("train", str(data), "--task", "multilabel", "--seed", "1", "--out", str(out))
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "held-out metrics" in trained.stdout and all(tag in trained.stdout for tag in ("animal", "raccoon"))
+
+    unseen_raccoon = sorted((dataset_path("raccoon") / "images").glob("*.jpg"))[-1]
+    unseen_bee = sorted((dataset_path("ants-bees") / "val" / "bees").glob("*.jpg"))[0]
+    predicted = _veil("predict", "--model", str(out), str(unseen_raccoon), str(unseen_bee), "--json")
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    raccoon, bee = (
+        {p["tagName"]: p["probability"] for p in row["predictions"]} for row in json.loads(predicted.stdout)
+    )
+    assert raccoon["animal"] > 0.5 and raccoon["raccoon"] > 0.5
+    assert raccoon["ants"] < 0.5 and raccoon["bees"] < 0.5
+    assert bee["animal"] > 0.5 and bee["raccoon"] < 0.5 and bee["bees"] > bee["ants"]
+    # independent sigmoids: probabilities need not sum to one
+    assert abs(sum(raccoon.values()) - 1.0) > 0.2
