@@ -40,6 +40,7 @@ class VeilServer:
     process: subprocess.Popen[bytes] | None = None
     keys: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
+    serve_args: tuple[str, ...] = ()  # extra `veil serve` options, e.g. ("--no-worker",)
 
     @property
     def endpoint(self) -> str:
@@ -62,7 +63,7 @@ class VeilServer:
         self.log_path = self.data_dir.parent / f"serve-{self.port}.log"
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [*VEIL, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [*VEIL, "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.serve_args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

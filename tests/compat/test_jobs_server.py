@@ -1,19 +1,20 @@
 """Training jobs inside a live `veil serve`: a crashed training process fails its iteration (with the reason)
 and the server lives on; cancel stops a training; a server killed mid-training leaves the job marked
-interrupted on restart.
+interrupted on restart; a separate `veil worker` runs the jobs of a `veil serve --no-worker`.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.compat.conftest import VeilServer, make_server
+from tests.compat.conftest import VEIL, VeilServer, make_server
 from tests.compat.http_helpers import (
     TRAINING,
     create_ants_bees,
@@ -99,3 +100,36 @@ def test_restart_marks_a_training_interrupted_by_a_server_kill(tmp_path: Path) -
             assert retry.status_code == 200, retry.text
     finally:
         server.stop(signal.SIGKILL)
+
+
+def test_a_separate_veil_worker_runs_the_jobs_of_a_server_without_one(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    server.serve_args = ("--no-worker",)
+    server.start()
+    worker_log = (tmp_path / "worker.log").open("wb")
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        key = server.create_key("admin")
+        with httpx.Client(base_url=server.endpoint, headers={"Training-Key": key}, timeout=60) as http:
+            project = create_ants_bees(http, dataset_path("ants-bees"), per_class=5, name="scale-out")
+            iteration = start_training(http, project.id, backbone="lite0")
+            time.sleep(3)  # nobody runs it yet
+            job = ok(http.get(f"/veil/v1/projects/{project.id}/iterations/{iteration['id']}/job"))
+            assert isinstance(job, dict) and job["status"] == "queued", job
+            worker = subprocess.Popen(
+                [*VEIL, "worker", "--poll-seconds", "0.2"],
+                env=server.env,
+                stdout=worker_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            done = wait_iteration(http, project.id, iteration["id"])
+            assert done["status"] == "Completed", done["trainingErrorDetails"]
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=30) == 0
+            assert "Veil worker" in (tmp_path / "worker.log").read_text()
+    finally:
+        if worker is not None and worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker_log.close()
+        server.stop()

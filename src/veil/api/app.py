@@ -63,8 +63,7 @@ def _start_background(ctx: AppContext) -> list[Callable[[], None]]:
     worker_module = _optional("veil.jobs.worker")
     if worker_module is not None:
         worker = worker_module.Worker(ctx.settings)
-        worker.recover()
-        worker.start()
+        worker.start()  # settles jobs a previous process left running, then polls
         stoppers.append(worker.stop)
     retention_module = _optional("veil.jobs.retention")
     if retention_module is not None:

@@ -1,4 +1,5 @@
 """`veil serve`: open (or create) the data directory and serve the API; first start prints an admin key.
+`veil worker`: run queued jobs (training, exports) in a process of their own, beside a `veil serve --no-worker`.
 
 Also holds what every foundation command shares: `--data-dir`, opening Veil, and one-line errors.
 """
@@ -79,5 +80,34 @@ def serve(
     uvicorn.run(create_app(ctx, background=worker), host=host, port=port, log_level="info", access_log=False)
 
 
+def worker(
+    data_dir: DataDirOption = None,
+    kind: Annotated[
+        list[str] | None, typer.Option("--kind", help="Only claim jobs of this kind (repeatable; default: all).")
+    ] = None,
+    poll_seconds: Annotated[float, typer.Option(help="How often an idle worker looks for jobs.")] = 1.0,
+) -> None:
+    """Run queued jobs until stopped (Ctrl-C / SIGTERM). Several workers may share one PostgreSQL database;
+    each needs the same data directory (blobs) and master key as the server."""
+    import signal
+    import threading
+
+    from veil.jobs.worker import Worker
+
+    with one_line_errors():
+        ctx = open_context(data_dir)
+        runner = Worker(ctx.settings, poll_interval_s=poll_seconds, kinds=tuple(kind) if kind else None)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    runner.start()
+    console.print(f"Veil worker {runner.identity} (jobs: {', '.join(kind) if kind else 'all'})", highlight=False)
+    sys.stdout.flush()
+    stopping.wait()
+    console.print("stopping: a job still running is marked failed", highlight=False)
+    runner.stop()
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
+    app.command("worker")(worker)
