@@ -1,6 +1,10 @@
-"""`veil audit verify` and `veil purge`: checking the audit chain and applying retention now."""
+"""Operator commands on a data directory: `veil audit verify`, `veil purge` (retention now) and `veil export`
+(a trained model out of the encrypted store, as the ONNX bundle the API's export gives)."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from sqlalchemy import select
@@ -53,6 +57,30 @@ def _remove_orphan_project_dirs(ctx: AppContext) -> int:
     return len(orphans)
 
 
+def export(
+    project: Annotated[str, typer.Argument(help="Project id.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the bundle (.zip).")] = Path("model.zip"),
+    iteration: Annotated[
+        str | None, typer.Option(help="Iteration id, name or publish name (default: the newest trained).")
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Write a trained iteration's model bundle (ONNX + labels + model card) for `veil predict` or any
+    onnxruntime; the read is audited."""
+    from veil.security.auth import OPERATOR
+    from veil.services.exports import export_bundle
+
+    with one_line_errors():
+        ctx = open_context(data_dir)
+        bundle, _name = export_bundle(ctx, OPERATOR, project, iteration)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(out.name + ".partial")
+        partial.write_bytes(bundle)
+        partial.replace(out)  # never a half-written bundle under the final name
+    console.print(f"wrote {out} ({len(bundle) / 1e6:.1f} MB)", highlight=False, soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(audit_app, name="audit")
     app.command("purge")(purge)
+    app.command("export")(export)

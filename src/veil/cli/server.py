@@ -87,8 +87,11 @@ def worker(
     ] = None,
     poll_seconds: Annotated[float, typer.Option(help="How often an idle worker looks for jobs.")] = 1.0,
 ) -> None:
-    """Run queued jobs until stopped (Ctrl-C / SIGTERM). Several workers may share one PostgreSQL database;
-    each needs the same data directory (blobs) and master key as the server."""
+    """Run queued jobs (training, exports) until stopped with Ctrl-C or SIGTERM.
+
+    Beside a `veil serve --no-worker`; several workers may share one PostgreSQL database. Each needs the same data
+    directory (blobs) and master key as the server.
+    """
     import signal
     import threading
 

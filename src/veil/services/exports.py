@@ -141,6 +141,37 @@ def download_export(ctx: AppContext, actor: Principal, project_id: str, export_i
     return Vault(ctx).get(project, blob_id), f"{safe}.onnx.zip"
 
 
+def find_iteration(ctx: AppContext, project_id: str, reference: str | None) -> str:
+    """The id of a project's iteration named by id, name or publish name; without a reference, the newest
+    trained one. NotFound says what exists when nothing matches."""
+    with ctx.db.session() as session:
+        get_project(session, project_id)
+        iterations = list(
+            session.scalars(
+                select(Iteration).where(Iteration.project_id == project_id).order_by(Iteration.created.desc())
+            )
+        )
+        if reference is None:
+            trained = [i for i in iterations if i.status == COMPLETED]
+            if not trained:
+                raise NotFound(f"project {project_id} has no trained iteration yet", code="NotFoundIteration")
+            return trained[0].id
+        for iteration in iterations:
+            if reference in (iteration.id, iteration.name, iteration.publish_name):
+                return iteration.id
+        names = ", ".join(f"{i.name!r}" for i in iterations) or "none"
+        raise NotFound(f"no iteration {reference!r} in project {project_id} (iterations: {names})")
+
+
+def export_bundle(
+    ctx: AppContext, actor: Principal, project_id: str, iteration_reference: str | None
+) -> tuple[bytes, str]:
+    """Export an iteration as ONNX and return the bundle's bytes and file name (what `veil export` writes)."""
+    iteration_id = find_iteration(ctx, project_id, iteration_reference)
+    view = export_iteration(ctx, actor, project_id, iteration_id, "ONNX", None)
+    return download_export(ctx, actor, project_id, view.id)
+
+
 def iteration_performance(
     ctx: AppContext, project_id: str, iteration_id: str, threshold: float, overlap_threshold: float
 ) -> tuple[Iteration, Performance]:
