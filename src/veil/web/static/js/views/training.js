@@ -53,6 +53,15 @@ function renderTrainForm(panel, project, onStarted) {
     [1, 2, 4, 8].map((hours) => h("option", { value: hours }, `up to ${hours} hour${hours > 1 ? "s" : ""}`)),
   );
   const budgetRow = h("label", { class: "inline-field", hidden: true }, "Time budget ", budget);
+  // Veil extension: the backbone size (Lite2 classifies best; Lite0 is the fastest to train and serve).
+  const backbone = h(
+    "select",
+    { name: "backbone", "aria-label": "Network" },
+    h("option", { value: "" }, project.isDetection ? "Veil's choice (EfficientNet-Lite0)" : "Veil's choice (EfficientNet-Lite2)"),
+    h("option", { value: "efficientnet-lite0" }, "EfficientNet-Lite0: fastest"),
+    h("option", { value: "efficientnet-lite1" }, "EfficientNet-Lite1"),
+    h("option", { value: "efficientnet-lite2" }, "EfficientNet-Lite2: most accurate"),
+  );
   const force = h("input", { type: "checkbox", name: "forceTrain" });
   const message = h("div");
   const submit = h("button", { type: "submit", class: "primary", id: "train-button" }, "Train");
@@ -73,6 +82,7 @@ function renderTrainForm(panel, project, onStarted) {
           trainingType,
           reservedBudgetInHours: trainingType === "Advanced" ? Number(budget.value) : undefined,
           forceTrain: force.checked ? "true" : undefined,
+          backbone: backbone.value || undefined,
         },
       });
       toast(`Training started: ${iteration.name}.`, "ok");
@@ -139,6 +149,7 @@ function renderTrainForm(panel, project, onStarted) {
         ),
       ),
       budgetRow,
+      h("label", { class: "inline-field" }, "Network ", backbone),
       h("label", { class: "inline-field" }, force, " Train even if nothing changed since the last iteration"),
       message,
       h("div", { class: "row end" }, submit),
