@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from tests.foundation.conftest import Api, run_cli
 
 from veil.security import audit
-from veil.store.models import AuditEvent
+from veil.store.models import AuditEvent, AuditHead
 
 
 def _activity(api: Api, photos: list[Path]) -> list[str]:
@@ -27,7 +27,9 @@ def test_state_changes_and_image_reads_are_recorded(api: Api, photos: list[Path]
     actions = _activity(api, photos)
     assert actions == ["key.create", "project.create", "tag.create", "images.create", "image.read"]
     verify = api.client.get("/veil/v1/audit/verify", headers=api.headers).json()
-    assert verify == {"ok": True, "events": 5, "brokenAt": None, "reason": ""}
+    with api.ctx.db.session() as session:
+        last = audit.events(session, after_seq=4)[0]
+    assert verify == {"ok": True, "events": 5, "brokenAt": None, "reason": "", "head": f"5:{last.hash}"}
 
 
 def _tamper(api: Api, how: str) -> None:
@@ -86,3 +88,40 @@ def test_veil_audit_verify_command_names_the_broken_event(
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert lines == ["error: audit chain broken at event #3: event #3 was modified (hash mismatch)"], result.stderr
+
+
+def _rewrite_history(api: Api) -> None:
+    """What a writer with full database access can do: edit event #3, then recompute every later link and the
+    head, so that the chain is internally consistent again."""
+    with api.ctx.db.session() as session:
+        rows = list(session.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
+        rows[2].outcome = "denied"
+        prev = rows[1].hash
+        for row in rows[2:]:
+            row.prev_hash = prev
+            row.hash = audit.event_hash(row)
+            prev = row.hash
+        head = session.get(AuditHead, 1)
+        assert head is not None
+        head.hash = prev
+
+
+def test_an_anchor_kept_outside_veil_exposes_a_rewritten_history(
+    api: Api, photos: list[Path], data_dir: Path, database_url: str
+) -> None:
+    _activity(api, photos)
+    intact = run_cli("audit", "verify", data_dir=data_dir, database_url=database_url)
+    assert intact.exit_code == 0, intact.stderr
+    anchor = intact.stdout.split("head: ")[1].split()[0]
+    assert anchor.startswith("5:") and len(anchor) == 2 + 64
+
+    _rewrite_history(api)
+    plain = run_cli("audit", "verify", data_dir=data_dir, database_url=database_url)
+    assert plain.exit_code == 0  # the links alone cannot tell: every hash was recomputed
+    anchored = run_cli("audit", "verify", "--anchor", anchor, data_dir=data_dir, database_url=database_url)
+    assert anchored.exit_code == 1
+    assert anchored.stderr.strip().splitlines() == [
+        "error: audit chain broken at event #5: event #5 differs from its anchor: the history up to it was rewritten"
+    ]
+    malformed = run_cli("audit", "verify", "--anchor", "5:zz", data_dir=data_dir, database_url=database_url)
+    assert malformed.exit_code == 1 and "SEQ:HASH" in malformed.stderr

@@ -156,6 +156,7 @@ class AuditVerifyOut(Wire):
     events: int
     broken_at: int | None
     reason: str
+    head: str | None = None  # "seq:hash" of the last event: keep it outside Veil, verify against it later
 
 
 # --- conversions -------------------------------------------------------------------------------------------

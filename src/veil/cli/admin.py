@@ -18,15 +18,26 @@ audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True
 
 
 @audit_app.command("verify")
-def verify(data_dir: DataDirOption = None) -> None:
-    """Check every link of the audit chain; exit 1 naming the first broken one."""
+def verify(
+    data_dir: DataDirOption = None,
+    anchor: Annotated[
+        list[str] | None,
+        typer.Option(help="SEQ:HASH printed by an earlier verify and kept outside Veil (repeatable)."),
+    ] = None,
+) -> None:
+    """Check every link of the audit chain (and any anchors); exit 1 naming the first broken one."""
     with one_line_errors():
+        anchors = [audit.Anchor.parse(text) for text in anchor or []]
         ctx = open_context(data_dir)
         with ctx.db.session() as session:
-            report = audit.verify(session)
+            report = audit.verify(session, anchors)
     if not report.ok:
         fail(f"audit chain broken at event #{report.broken_at}: {report.reason}")
-    console.print(f"audit chain intact: {report.events} events", highlight=False)
+    checked = f", {len(anchors)} anchor(s) matched" if anchors else ""
+    console.print(f"audit chain intact: {report.events} events{checked}", highlight=False)
+    if report.head:
+        console.print(f"head: {report.head}  (keep it outside Veil; later: --anchor {report.head})", highlight=False,
+                      soft_wrap=True)  # fmt: skip
 
 
 def purge(data_dir: DataDirOption = None) -> None:

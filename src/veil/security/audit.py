@@ -1,7 +1,10 @@
 """The audit log: an append-only SHA-256 hash chain of events, verified by `veil audit verify`.
 
 Each event's hash covers the previous event's hash and its own canonical JSON, and `audit_head` holds the last
-link; so editing, deleting or inserting any row breaks the chain at a point `verify` reports.
+link; so editing, deleting or inserting any row breaks the chain at a point `verify` reports. Someone able to
+write the whole database could still recompute every hash after an edit: anchors close that. An anchor is a
+`seq:hash` pair the operator kept outside Veil (printed by `veil audit verify`); verifying with it later proves
+that history up to that event was not rewritten.
 
     >>> record(session, principal, "images.read", [project_id, image_id], "ok")
     >>> verify(session).ok
@@ -13,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -97,15 +100,48 @@ def record(
 
 
 @dataclass(frozen=True)
+class Anchor:
+    """A link recorded outside Veil: event `seq` had `hash`."""
+
+    seq: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        seq, _, digest = text.strip().partition(":")
+        if not seq.isdigit() or int(seq) < 1 or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(f"an anchor is SEQ:HASH as `veil audit verify` prints it (64 hex digits), not {text!r}")
+        return cls(int(seq), digest)
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.hash}"
+
+
+@dataclass(frozen=True)
 class VerifyReport:
     ok: bool
     events: int
     broken_at: int | None = None  # seq of the first event that fails (or where one is missing)
     reason: str = ""
+    head: Anchor | None = None  # the last link, to keep outside Veil as a future anchor
 
 
-def verify(session: Session) -> VerifyReport:
-    """Walk the chain from the start; report the first broken link."""
+def verify(session: Session, anchors: Sequence[Anchor] = ()) -> VerifyReport:
+    """Walk the chain from the start; report the first broken link, or the first anchor it no longer matches."""
+    report = _verify_links(session)
+    if not report.ok:
+        return report
+    for anchor in sorted(anchors, key=lambda a: a.seq):
+        if anchor.seq > report.events:
+            return replace(report, ok=False, broken_at=anchor.seq, reason=f"anchored event #{anchor.seq} is gone")
+        event = session.scalars(select(AuditEvent).where(AuditEvent.seq == anchor.seq)).one()
+        if event.hash != anchor.hash:
+            reason = f"event #{anchor.seq} differs from its anchor: the history up to it was rewritten"
+            return replace(report, ok=False, broken_at=anchor.seq, reason=reason)
+    return report
+
+
+def _verify_links(session: Session) -> VerifyReport:
     expected_seq, prev_hash, count = 1, GENESIS, 0
     for event in session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).yield_per(1000):
         if event.seq != expected_seq:
@@ -135,7 +171,7 @@ def verify(session: Session) -> VerifyReport:
         return VerifyReport(False, count, count + 1, f"events #{count + 1}..#{head_seq} were deleted")
     if head_hash != prev_hash:
         return VerifyReport(False, count, count, f"event #{count} does not match the chain's recorded head")
-    return VerifyReport(True, count)
+    return VerifyReport(True, count, head=Anchor(count, prev_hash) if count else None)
 
 
 def _gap_reason(expected: int, found: int) -> str:

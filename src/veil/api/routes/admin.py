@@ -73,7 +73,13 @@ def list_audit_events(
 def verify_audit(request: Request, _: Principal = Depends(veil_key(P.audit_read))) -> schemas.AuditVerifyOut:
     with get_ctx(request).db.read_session() as session:
         report = audit.verify(session)
-    return schemas.AuditVerifyOut(ok=report.ok, events=report.events, broken_at=report.broken_at, reason=report.reason)
+    return schemas.AuditVerifyOut(
+        ok=report.ok,
+        events=report.events,
+        broken_at=report.broken_at,
+        reason=report.reason,
+        head=str(report.head) if report.head else None,
+    )
 
 
 @router.get("/projects/{projectId}/privacy", response_model=PrivacyPolicy)
