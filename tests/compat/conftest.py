@@ -117,7 +117,7 @@ def make_server(tmp: Path, **env_extra: str) -> VeilServer:
 def veil_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VeilServer]:
     """One server for the SDK session tests: admin (training) and predictor keys made with the real CLI."""
     # A short Regular detection budget keeps the suite within minutes (the engine's default is longer).
-    server = make_server(tmp_path_factory.mktemp("compat"), VEIL_REGULAR_TRAINING_MINUTES="0.25")
+    server = make_server(tmp_path_factory.mktemp("compat"), VEIL_REGULAR_TRAINING_MINUTES="1")
     server.start()
     server.keys["admin"] = server.create_key("admin")
     server.keys["predictor"] = server.create_key("predictor")

@@ -68,3 +68,18 @@ def test_detection_needs_fifteen_images_per_tag(raccoons: list[Sample]) -> None:
     with pytest.raises(NotEnoughData) as refused:
         train(TrainRequest("detect", raccoons[:14], input_size=INPUT))
     assert refused.value.tag == "raccoon" and refused.value.count == 14 and refused.value.required == 15
+
+
+def test_few_images_are_cross_validated_and_the_delivered_model_sees_them_all(raccoons: list[Sample]) -> None:
+    few = raccoons[:18]
+    result = train(TrainRequest("detect", few, budget_minutes=0.15, seed=2, input_size=INPUT))
+    evaluation = result.evaluation
+    assert evaluation.method == "kfold:3"
+    # every image scored exactly once, by the model of the fold that held it out
+    assert sorted(image.key for image in evaluation.images) == sorted(s.key for s in few)
+    by_fold: dict[int, int] = {}
+    for image in evaluation.images:
+        by_fold[image.fold] = by_fold.get(image.fold, 0) + 1
+    assert sorted(by_fold) == [0, 1, 2] and all(count >= 5 for count in by_fold.values())
+    assert "3-fold cross-validation" in str(result.settings["evaluation"])
+    assert result.model_card.evaluation_method == "kfold:3" and result.model_card.total_images == 18
