@@ -170,6 +170,6 @@ def _check_people_are_found(results, truths: list[list[tuple[float, float, float
         best = [box_of(p) for p in result.predictions[: len(truth) + 2]]  # predictions come sorted by probability
         found += sum(any(_iou(person, box) >= 0.5 for box in best) for person in truth)
         total += len(truth)
-    # Boxes from an untrained head essentially never reach IoU 0.5 with a person; the short test budget leaves
+    # A detector that has not learned people rarely puts a box at IoU 0.5 on one; the short test budget leaves
     # the delivered model good but not perfect (4–5 of the 5 people in repeated runs), hence the margin.
     assert found >= 0.4 * total, f"only {found} of {total} held-out people found by the top boxes"
