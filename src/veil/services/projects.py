@@ -72,10 +72,11 @@ def visible_projects(session: Session, actor: Principal) -> list[Project]:
     return list(session.scalars(query))
 
 
-def get_project(session: Session, project_id: str) -> Project:
+def get_project(session: Session, project_id: str, code: str = "NotFound") -> Project:
+    """The project, unless it is missing or being deleted (NotFound with `code`)."""
     project = session.get(Project, project_id)
     if project is None or project.deleting:
-        raise NotFound(f"project {project_id} not found")
+        raise NotFound(f"project {project_id} not found", code=code)
     return project
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from veil.jobs.handlers import JobCancelled, JobContext
 from veil.security import audit
 from veil.security.auth import Principal
+from veil.services import projects
 from veil.services.context import AppContext
 from veil.services.errors import InvalidInput, NotFound, ServiceError
 from veil.services.vault import Vault
@@ -74,10 +75,8 @@ class DatasetImage:
 
 
 def get_project(session: Session, project_id: str) -> Project:
-    project = session.get(Project, project_id)
-    if project is None or project.deleting:
-        raise NotFound(f"project {project_id} not found", code="NotFoundProject")
-    return project
+    """`projects.get_project` with the error code of the training, iteration and prediction routes."""
+    return projects.get_project(session, project_id, code="NotFoundProject")
 
 
 def get_iteration(session: Session, project_id: str, iteration_id: str) -> Iteration:
