@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -107,3 +108,30 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     instance.start()
     yield instance
     instance.stop()
+
+
+@dataclass(frozen=True)
+class PannedClip:
+    """A real MOT17 sequence seen through a window sliding right by `step` pixels a frame (frames played forward
+    then backward, so people drift left across the picture), with the ground truth moved the same way."""
+
+    frames: list[np.ndarray]
+    truth: list[np.ndarray]  # per video frame: [id, x, y, w, h, visibility] of the pedestrians, in window pixels
+    fps: int
+
+
+def panned_clip(sequence: str, window: int, step: int, count: int, fps: int = 10) -> PannedClip:
+    folder = dataset_path("people-video") / "train" / sequence
+    images = sorted((folder / "img1").glob("*.jpg"))
+    gt = np.loadtxt(folder / "gt" / "gt.txt", delimiter=",")
+    gt = gt[(gt[:, 6] == 1) & (gt[:, 7] == 1)]
+    order = list(range(len(images))) + list(range(len(images)))[::-1]
+    frames, truth = [], []
+    for i in range(count):
+        index, offset = order[i % len(order)], i * step
+        bgr = cv2.imread(str(images[index]))
+        assert offset + window <= bgr.shape[1], "the window left the picture"
+        frames.append(np.ascontiguousarray(cv2.cvtColor(bgr[:, offset : offset + window], cv2.COLOR_BGR2RGB)))
+        rows = gt[gt[:, 0] == index + 1]
+        truth.append(np.column_stack([rows[:, 1], rows[:, 2] - offset, rows[:, 3:6], rows[:, 8]]))
+    return PannedClip(frames, truth, fps)

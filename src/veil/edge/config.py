@@ -112,13 +112,7 @@ class ZoneSpec(Strict):
     @field_validator("polygon")
     @classmethod
     def _valid_polygon(cls, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        if len(points) > 3 and points[0] == points[-1]:
-            points = points[:-1]  # Spatial Analysis' samples repeat the first vertex to close the ring
-        if len(points) < 3:
-            raise ValueError("a zone polygon needs at least 3 distinct vertices")
-        if any(not (0.0 <= v <= 1.0) for point in points for v in point):
-            raise ValueError("polygon coordinates are normalized: every x and y must be within [0, 1]")
-        return points
+        return _normalized_polygon(points)
 
 
 class Homography(Strict):
@@ -166,12 +160,30 @@ class FolderSource(Strict):
 SourceSpec = Annotated[FileSource | StreamSource | WebcamSource | FolderSource, Field(discriminator="type")]
 
 
+def _normalized_polygon(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    if len(points) > 3 and points[0] == points[-1]:
+        points = points[:-1]  # Spatial Analysis' samples repeat the first vertex to close the ring
+    if len(points) < 3:
+        raise ValueError("a polygon needs at least 3 distinct vertices")
+    if any(not (0.0 <= v <= 1.0) for point in points for v in point):
+        raise ValueError("polygon coordinates are normalized: every x and y must be within [0, 1]")
+    return points
+
+
 class CameraSpec(Strict):
     id: str = Field(min_length=1)
     source: SourceSpec
     lines: list[LineSpec] = []
     zones: list[ZoneSpec] = []
+    # Privacy zones: normalized polygons whose pixels are blanked before detection, so nobody inside them is
+    # detected, tracked, counted, previewed or recorded.
+    exclude: list[list[tuple[float, float]]] = []
     homography: Homography | None = None
+
+    @field_validator("exclude")
+    @classmethod
+    def _valid_exclusions(cls, polygons: list[list[tuple[float, float]]]) -> list[list[tuple[float, float]]]:
+        return [_normalized_polygon(points) for points in polygons]
 
     @model_validator(mode="after")
     def _distance_needs_homography(self) -> CameraSpec:
@@ -182,27 +194,41 @@ class CameraSpec(Strict):
 
 
 # ---------------------------------------------------------------- detector / tracker
-class DetectorSpec(Strict):
-    """`hog` (OpenCV's built-in people detector: zero setup, modest accuracy), `yolo` (YOLO v5/v8/v11 ONNX) or
-    `veil` (a detector exported by Veil's trainer)."""
+DetectorKind = Literal["yolox", "hog", "yolo", "veil"]
+DEFAULT_MODEL = "yolox-nano"  # shipped inside Veil's package (Apache-2.0): what a config naming no detector gets
 
-    kind: Literal["hog", "yolo", "veil"] = "hog"
+
+class DetectorSpec(Strict):
+    """The people detector. Nothing set: the shipped YOLOX-Nano. `model` names a registered model (`veil models
+    list`); `kind` + `path` name a file: `yolox` (any YOLOX size), `yolo` (YOLO v5/v8/v11 ONNX), `veil` (a detector
+    exported by Veil's trainer), or `hog` (OpenCV's built-in people detector: no file, modest accuracy)."""
+
+    model: str | None = Field(default=None, min_length=1)
+    kind: DetectorKind | None = None
     path: Path | None = None
     yolo_layout: Literal["auto", "v5", "v8"] = "auto"  # v11 shares v8's output layout
-    person_class: int = Field(default=0, ge=0)  # YOLO class index of `person` (COCO: 0)
-    person_label: str = "person"  # Veil detectors: the label to keep
-    confidence: float = Field(default=0.4, ge=0.0, le=1.0)
-    iou: float = Field(default=0.5, gt=0.0, le=1.0)
-    # Frames are resized so their width is at most this before detection (boxes are mapped back).
-    detect_width: int = Field(default=640, ge=64, le=4096)
+    # Class index of `person`; unset: found by name (`person_label`) in the model's class names, COCO's for
+    # 80-class YOLOX files, 0 for YOLO exports.
+    person_class: int | None = Field(default=None, ge=0)
+    person_label: str = "person"
+    # Chosen on MOT17 (tune split, docs/BENCHMARKS.md) for the shipped YOLOX-Nano with the tracker defaults below.
+    confidence: float = Field(default=0.3, ge=0.0, le=1.0)
+    iou: float = Field(default=0.45, gt=0.0, le=1.0)
+    # Frames wider than this are shrunk before detection (boxes are mapped back); YOLOX runs at this width
+    # (rounded down to a multiple of 32), its height following the frame's aspect ratio.
+    detect_width: int = Field(default=960, ge=64, le=4096)
     # Process every (frame_skip + 1)th frame only (detector, tracker and operators); the tracker is told the
     # reduced frame rate so its lost-track buffer still spans the same time.
     frame_skip: int = Field(default=0, ge=0, le=30)
 
     @model_validator(mode="after")
-    def _model_path(self) -> DetectorSpec:
-        if self.kind != "hog" and self.path is None:
+    def _one_way_to_name_it(self) -> DetectorSpec:
+        if self.model is not None and (self.kind is not None or self.path is not None):
+            raise ValueError("give either `model` (a registered name) or `kind`/`path`, not both")
+        if self.kind in ("yolo", "veil") and self.path is None:
             raise ValueError(f"detector kind {self.kind!r} needs `path` to an .onnx file")
+        if self.kind == "hog" and self.path is not None:
+            raise ValueError("detector kind 'hog' takes no `path`")
         return self
 
 

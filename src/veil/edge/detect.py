@@ -1,5 +1,8 @@
 """People detectors: `detect(rgb) -> sv.Detections` (person boxes only, pixel xyxy in the original frame).
 
+- `YoloxPeopleDetector` (the default): a YOLOX ONNX export of any size — the shipped YOLOX-Nano unless the
+  config names another — decoded by `veil.vision.yolox_runtime` at an input `detect_width` wide whose height
+  follows the camera's aspect ratio (the graph's declared shapes are rewritten once per frame size).
 - `HogPeopleDetector`: OpenCV 4.x's built-in HOG + linear SVM people detector. Needs nothing, works on a CPU,
   and is a *modest* fallback: it misses small, occluded and seated people. Use it to try Veil, not to
   count a shop.
@@ -9,7 +12,8 @@
   `person` label (configurable).
 
 Frames wider than `detect_width` are shrunk before detection and boxes scaled back, so slow boxes can trade
-accuracy for speed. `build_detector(spec)` picks one from the config.
+accuracy for speed. `build_detector(spec)` picks one from the config (a registered model name is looked up in
+`veil.edge.registry`); `identify_model(path)` says which kind a file is, for `veil models add`.
 
 Example::
 
@@ -28,11 +32,24 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from veil.edge.config import DetectorSpec
+from veil.edge.config import DEFAULT_MODEL, DetectorKind, DetectorSpec
+from veil.edge.registry import RegistryError, find_model, shipped_models
+from veil.vision.yolox_runtime import (
+    InputSize,
+    YoloxError,
+    YoloxModel,
+    class_names_for,
+    parse_class_names,
+    read_model,
+)
 
 
 class DetectorError(ValueError):
     """A detector file that cannot be used (wrong shape, no person class, unreadable)."""
+
+
+class NoPersonClassError(DetectorError):
+    """A detector that loads but cannot tell people apart (no person class, or an unknown one)."""
 
 
 class PeopleDetector(Protocol):
@@ -116,12 +133,30 @@ class YoloOnnxDetector:
             raise DetectorError(f"cannot load YOLO model {spec.path}: {str(exc).splitlines()[0]}") from None
         self._input, self._size = self._check_input()
         self._layout, self._classes = self._check_output()
+        self._person = self._person_class()
+        self.name = f"yolo-{self._layout} ({Path(spec.path).name})"
+
+    def _person_class(self) -> int:
+        """Explicit `person_class`, else `person_label` looked up in the export's class names (Ultralytics writes
+        them into the metadata), else 0 (COCO)."""
+        spec = self._spec
+        if spec.person_class is None:
+            metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+            names = parse_class_names(metadata, self._classes)
+            if names is None:
+                return 0
+            if spec.person_label not in names:
+                raise NoPersonClassError(
+                    f"{Path(str(spec.path)).name} has no {spec.person_label!r} class (classes: "
+                    f"{', '.join(names[:10])}{', ...' if len(names) > 10 else ''}); a people counter needs one"
+                )
+            return names.index(spec.person_label)
         if spec.person_class >= self._classes:
-            raise DetectorError(
-                f"detector.person_class={spec.person_class} but {Path(spec.path).name} has only "
+            raise NoPersonClassError(
+                f"detector.person_class={spec.person_class} but {Path(str(spec.path)).name} has only "
                 f"{self._classes} classes (allowed: 0..{self._classes - 1})"
             )
-        self.name = f"yolo-{self._layout} ({Path(spec.path).name})"
+        return spec.person_class
 
     def _check_input(self) -> tuple[str, tuple[int, int]]:
         inputs = self._session.get_inputs()
@@ -173,9 +208,9 @@ class YoloOnnxDetector:
         raw = self._session.run(None, {self._input: tensor})[0][0]
         predictions = raw.T if self._layout == "v8" else raw  # → [N, 4 + ...]
         if self._layout == "v8":
-            scores = predictions[:, 4 + self._spec.person_class]
+            scores = predictions[:, 4 + self._person]
         else:
-            scores = predictions[:, 4] * predictions[:, 5 + self._spec.person_class]
+            scores = predictions[:, 4] * predictions[:, 5 + self._person]
         keep = scores >= self._spec.confidence
         boxes, scores = predictions[keep, :4], scores[keep]
         xyxy = np.column_stack(
@@ -211,7 +246,7 @@ class VeilOnnxDetector:
             raise DetectorError(f"{spec.path} is a {info.task!r} model; edge needs a detection model")
         labels = list(getattr(info, "labels", []))
         if spec.person_label not in labels:
-            raise DetectorError(
+            raise NoPersonClassError(
                 f"{spec.path} has no {spec.person_label!r} label (labels: {labels}); set detector.person_label"
             )
         self._spec = spec
@@ -228,11 +263,103 @@ class VeilOnnxDetector:
         return _people(np.asarray(found.xyxy)[mask] * back, np.asarray(confidence)[mask])
 
 
-def build_detector(spec: DetectorSpec) -> PeopleDetector:
+class YoloxPeopleDetector:
+    """A YOLOX export (Nano … X, any input multiple of 32), person class only; one onnxruntime session per frame
+    size, created on the first frame of that size."""
+
+    def __init__(self, spec: DetectorSpec, threads: int = 0) -> None:
+        assert spec.path is not None
+        self._spec, self._threads = spec, threads
+        self._file = Path(spec.path).name
+        try:
+            self._graph = read_model(spec.path)
+            native = YoloxModel(self._graph, self._file, threads=threads)  # refuses a wrong layout
+        except YoloxError as exc:
+            raise DetectorError(str(exc)) from None
+        self._person = self._person_class(native)
+        self._models: dict[InputSize, YoloxModel] = {native.size: native}
+        self.name = f"yolox ({self._file})"
+
+    def _person_class(self, model: YoloxModel) -> int:
+        if self._spec.person_class is not None:
+            if self._spec.person_class >= model.num_classes:
+                raise NoPersonClassError(
+                    f"detector.person_class={self._spec.person_class} but {self._file} has only "
+                    f"{model.num_classes} classes (allowed: 0..{model.num_classes - 1})"
+                )
+            return self._spec.person_class
+        names = class_names_for(self._graph, model.num_classes)
+        if names is None:
+            raise NoPersonClassError(
+                f"{self._file}: its {model.num_classes} classes have no names (no `names`/`classes` metadata, not "
+                f"COCO's 80), so the person class is unknown; set detector.person_class"
+            )
+        if self._spec.person_label not in names:
+            raise NoPersonClassError(
+                f"{self._file} has no {self._spec.person_label!r} class (classes: {', '.join(names[:10])}"
+                f"{', ...' if len(names) > 10 else ''}); a people counter needs one"
+            )
+        return names.index(self._spec.person_label)
+
+    def model_for(self, width: int, height: int) -> YoloxModel:
+        size = InputSize.covering(width, height, min(width, self._spec.detect_width))
+        if size not in self._models:
+            self._models[size] = YoloxModel(self._graph, self._file, size, self._threads)
+        return self._models[size]
+
+    def detect(self, rgb: np.ndarray) -> sv.Detections:
+        model = self.model_for(rgb.shape[1], rgb.shape[0])
+        found = model.detect(rgb, self._spec.confidence, self._spec.iou, classes=[self._person])
+        return _people(found.xyxy, np.asarray(found.confidence))
+
+
+def resolve(spec: DetectorSpec, data_dir: Path | None = None) -> DetectorSpec:
+    """The spec with a concrete kind and file: a registered `model` looked up (in `data_dir`, default Veil's
+    data directory), nothing set → the shipped YOLOX-Nano."""
+    if spec.model is not None:
+        if data_dir is None:
+            from veil.config import get_settings
+
+            data_dir = get_settings().data_dir
+        try:
+            entry = find_model(spec.model, data_dir)
+        except RegistryError as exc:
+            raise DetectorError(f"detector.model: {exc}") from None
+        person = spec.person_class if spec.person_class is not None else entry.person_class
+        return spec.model_copy(update={"model": None, "kind": entry.kind, "path": entry.path, "person_class": person})
+    if spec.kind in (None, "yolox") and spec.path is None:
+        default = next(m for m in shipped_models() if m.name == DEFAULT_MODEL)
+        return spec.model_copy(update={"kind": "yolox", "path": default.path})
+    return spec
+
+
+def build_detector(spec: DetectorSpec, data_dir: Path | None = None) -> PeopleDetector:
+    spec = resolve(spec, data_dir)
     if spec.path is not None and not Path(spec.path).is_file():
         raise DetectorError(f"detector.path: file not found: {spec.path}")
+    if spec.kind == "yolox":
+        return YoloxPeopleDetector(spec)
     if spec.kind == "yolo":
         return YoloOnnxDetector(spec)
     if spec.kind == "veil":
         return VeilOnnxDetector(spec)
     return HogPeopleDetector(spec)
+
+
+def identify_model(path: Path, person_class: int | None = None, person_label: str = "person") -> str:
+    """The kind of a detector file (`yolox`, `yolo` or `veil`) after checking that it loads and has a person
+    class; `DetectorError` naming what each kind expected otherwise."""
+    if not path.is_file():
+        raise DetectorError(f"file not found: {path}")
+    problems = []
+    kinds: tuple[DetectorKind, ...] = ("yolox", "veil", "yolo")
+    for kind in kinds:
+        spec = DetectorSpec(kind=kind, path=path, person_class=person_class, person_label=person_label)
+        try:
+            build_detector(spec)
+            return kind
+        except NoPersonClassError:
+            raise  # the right kind of file, without a person class: that is the answer
+        except DetectorError as exc:
+            problems.append(f"{kind}: {exc}")
+    raise DetectorError(f"{path.name} is not a usable people detector — " + "; ".join(problems))
