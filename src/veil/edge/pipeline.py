@@ -28,6 +28,7 @@ import supervision as sv
 from veil.edge.config import CameraSpec, EdgeConfig
 from veil.edge.detect import PeopleDetector, build_detector
 from veil.edge.events import EventMessage, FrameInfo, PersonEvent, detection_records
+from veil.edge.exclude import ExclusionMask
 from veil.edge.metrics import EdgeMetrics
 from veil.edge.operators import GroundPlane, Operator, Scene, build_operators
 from veil.edge.sinks import EventSink, build_sink
@@ -56,6 +57,7 @@ class CameraRunner:
         self._every = config.detector.frame_skip + 1
         self.tracker = PeopleTracker(config.tracker, fps / self._every, config.track_timeout_frames)
         self.operators: list[Operator] = build_operators(camera)
+        self._exclude = ExclusionMask(camera.exclude)
         self._ground = GroundPlane(camera.homography) if camera.homography is not None else None
         self.observers: list[Callable[[Frame, sv.Detections, list[EventMessage]], None]] = []
         self._rate_window: list[float] = []
@@ -71,6 +73,8 @@ class CameraRunner:
         if frame.index % self._every != 0:
             return []  # frame_skip: the tracker runs at the reduced rate it was configured for
         started = time.perf_counter()
+        if self._exclude:  # privacy zones: blanked before the detector, the preview or the recorder see them
+            frame = Frame(self._exclude.apply(frame.rgb), frame.index, frame.media_seconds)
         if detections is None:
             assert self._detector is not None
             detections = self._detector.detect(frame.rgb)
@@ -115,8 +119,9 @@ class CameraRunner:
 class EdgePipeline:
     """Runs every camera of a config until the sources end, `max_frames` is reached or `stop` is set."""
 
-    def __init__(self, config: EdgeConfig, metrics: EdgeMetrics | None = None) -> None:
+    def __init__(self, config: EdgeConfig, metrics: EdgeMetrics | None = None, data_dir: Path | None = None) -> None:
         self.config = config
+        self.data_dir = data_dir  # registered models and the master key; None: Veil's settings ($VEIL_DATA_DIR)
         self.metrics = metrics or EdgeMetrics()
         self.stop = threading.Event()
         self.sinks: list[EventSink] = []
@@ -132,22 +137,30 @@ class EdgePipeline:
             source = open_source(camera.source, self.stop)
             source.on_dropped = self.metrics.dropped_frames.labels(camera=camera.id).inc
             self._sources.append(source)
-        detectors = [build_detector(self.config.detector) for _ in self.config.cameras]
+        detectors = [build_detector(self.config.detector, self.data_dir) for _ in self.config.cameras]
         self.sinks = [build_sink(spec, self.metrics) for spec in self.config.sinks]
         for camera, source, detector in zip(self.config.cameras, self._sources, detectors, strict=True):
             runner = CameraRunner(camera, self.config, detector, self.sinks, self.metrics, source.fps)
             self.runners.append(runner)
         if self.config.recorder.enabled:
-            from veil.edge.recorder import attach_recorder
-
-            for runner, source in zip(self.runners, self._sources, strict=True):
-                attach_recorder(runner, self.config.recorder, source.fps)
+            self._attach_recorders()
         if self.preview_path is not None:
-            from veil.edge.preview import attach_preview
+            from veil.edge.preview import PreviewWriter
 
-            attach_preview(self.runners[0], self.preview_path, self._sources[0].fps)
+            self.runners[0].observers.append(
+                PreviewWriter(self.runners[0].camera, self.preview_path, self._sources[0].fps)
+            )
         if self.config.metrics.port is not None:
             self.metrics.serve(self.config.metrics.port, self.config.metrics.host)
+
+    def _attach_recorders(self) -> None:
+        from veil.edge.recorder import ClipRecorder, master_key
+
+        spec = self.config.recorder
+        master = master_key(self.data_dir)
+        for runner, source in zip(self.runners, self._sources, strict=True):
+            runner.observers.append(ClipRecorder(spec, source.fps / runner.frame_step, master))
+        log.info("recorder on: %s (retention %.1f h)", spec.directory, spec.retention_hours)
 
     def run(self, max_frames: int | None = None) -> None:
         if not self.runners:

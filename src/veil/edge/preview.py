@@ -4,7 +4,6 @@ hidden by Veil's anonymizer before anything is drawn or encoded. Off unless aske
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import av
 import cv2
@@ -13,32 +12,16 @@ import supervision as sv
 
 from veil.edge.config import CameraSpec
 from veil.edge.events import EventMessage
+from veil.edge.faces import FaceHider
 from veil.edge.sources import Frame
-
-if TYPE_CHECKING:
-    from veil.edge.pipeline import CameraRunner
 
 _LINE_COLOUR = (255, 200, 0)
 _ZONE_COLOUR = (0, 200, 255)
 
 
-class FaceHider:
-    """Faces solid-filled by `veil.privacy` (CenterFace): a debug video must not show who walked by."""
-
-    def __init__(self) -> None:
-        from veil.privacy.detectors import detector_for
-        from veil.privacy.settings import AnonymizeSettings
-
-        self._settings = AnonymizeSettings(method="solid")
-        self._detector = detector_for(self._settings)
-
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        from veil.privacy.image import anonymize_image
-
-        return anonymize_image(rgb, self._settings, self._detector).image
-
-
 class PreviewWriter:
+    """An observer of a camera runner: `__call__(frame, people, messages)` per processed frame."""
+
     def __init__(self, camera: CameraSpec, path: Path, fps: float) -> None:
         self._camera = camera
         self._hide_faces = FaceHider()
@@ -95,9 +78,3 @@ class PreviewWriter:
                 self._container.mux(packet)
             self._container.close()
             self._container = None
-
-
-def attach_preview(runner: CameraRunner, path: Path, fps: float) -> PreviewWriter:
-    writer = PreviewWriter(runner.camera, path, fps)
-    runner.observers.append(writer)
-    return writer

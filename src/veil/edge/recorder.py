@@ -18,9 +18,8 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import av
 import numpy as np
@@ -31,9 +30,6 @@ from veil.edge.events import EventMessage, new_id
 from veil.edge.sources import Frame
 from veil.security.crypto import MasterKey, new_key, open_, seal
 
-if TYPE_CHECKING:
-    from veil.edge.pipeline import CameraRunner
-
 log = logging.getLogger(__name__)
 
 _KEY_FILE = "recorder.key"  # {"key_id": ..., "wrapped": hex}: the recorder DEK wrapped by the master key
@@ -41,12 +37,12 @@ _SCOPE = "veil-edge-recorder"  # the "project id" the DEK and clips are bound to
 CLIP_SUFFIX = ".clip"
 
 
-def master_key() -> MasterKey:
+def master_key(data_dir: Path | None = None) -> MasterKey:
     """Veil's master key: `VEIL_MASTER_KEY`, else `<data_dir>/master.key` (created 0600 on first use)."""
     from veil.config import get_settings
     from veil.security.crypto import FileKeySource, key_source
 
-    settings = get_settings()
+    settings = get_settings(data_dir=data_dir)
     secret = settings.master_key.get_secret_value() if settings.master_key is not None else None
     source = key_source(secret, settings.master_key_file)
     if isinstance(source, FileKeySource):
@@ -84,10 +80,14 @@ class _Clip:
     events: list[str] = field(default_factory=list)
 
 
+class HideFaces(Protocol):
+    def __call__(self, rgb: np.ndarray) -> np.ndarray: ...
+
+
 class ClipRecorder:
     """An observer of a camera runner: `__call__(frame, people, messages)` per processed frame."""
 
-    def __init__(self, spec: RecorderSpec, fps: float, master: MasterKey, hide_faces: object | None = None) -> None:
+    def __init__(self, spec: RecorderSpec, fps: float, master: MasterKey, hide_faces: HideFaces | None = None) -> None:
         self._spec = spec
         self._fps = max(1.0, fps)
         self._dek = recorder_key(spec.directory, master)
@@ -129,10 +129,10 @@ class ClipRecorder:
 
     def _anonymize(self, rgb: np.ndarray) -> np.ndarray:
         if self._hide_faces is None:
-            from veil.edge.preview import FaceHider
+            from veil.edge.faces import FaceHider
 
             self._hide_faces = FaceHider()
-        return self._hide_faces(rgb)  # type: ignore[operator]
+        return self._hide_faces(rgb)
 
     def _encode(self, frames: list[np.ndarray]) -> bytes:
         buffer = io.BytesIO()
@@ -162,10 +162,3 @@ class ClipRecorder:
         """At shutdown an open clip is finished with the frames it has."""
         if self._open is not None and self._open.frames:
             self._finish()
-
-
-def attach_recorder(runner: CameraRunner, spec: RecorderSpec, fps: float) -> ClipRecorder:
-    recorder = ClipRecorder(spec, fps / max(1, runner.frame_step), master_key())
-    runner.observers.append(recorder)
-    log.info("recorder on: %s (retention %.1f h) at %s", spec.directory, spec.retention_hours, datetime.now(UTC))
-    return recorder
