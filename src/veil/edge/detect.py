@@ -351,6 +351,11 @@ def identify_model(path: Path, person_class: int | None = None, person_label: st
     class; `DetectorError` naming what each kind expected otherwise."""
     if not path.is_file():
         raise DetectorError(f"file not found: {path}")
+    if path.read_bytes()[:2] != b"PK":  # a Veil bundle is a zip; anything else must parse as ONNX
+        try:
+            read_model(path)
+        except YoloxError:
+            raise DetectorError(f"{path.name} is not an ONNX model file") from None
     problems = []
     kinds: tuple[DetectorKind, ...] = ("yolox", "veil", "yolo")
     for kind in kinds:
