@@ -6,6 +6,7 @@ Every part receives a `Settings` (usually from `get_settings()`); nothing else r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,18 @@ class Settings(BaseSettings):
         default=None,
         description="Base64 of 32 bytes. When unset, <data_dir>/master.key is used (created 0600).",
     )
+
+    blob_url: str | None = Field(
+        default=None,
+        description="Where ciphertext blobs live: unset → <data_dir>/blobs; s3://bucket/prefix (boto3's usual AWS "
+        "configuration: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) or file:///path.",
+    )
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto", description="auto: virtual-hosted on AWS, path-style on any other endpoint."
+    )
+    # A blob with no row referencing it is removed once older than this (a write in progress has no row yet).
+    orphan_grace_minutes: float = 60.0
+    orphan_sweep_interval_minutes: float = 60.0
 
     # Safe-ingest limits (Custom Vision's: 6 MB per image; Veil accepts sides 16..10,240 px).
     max_image_bytes: int = 6 * MB

@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from veil.jobs import queue
 from veil.jobs.retention import purge_expired
-from veil.store.blobs import BlobStore
+from veil.store.blobs import LocalBlobStore
 from veil.store.db import Database
 from veil.store.models import Image, Job, Prediction, Project, utcnow
 
@@ -158,7 +158,7 @@ def test_restart_recovery_fails_jobs_of_dead_workers_only(db: Database) -> None:
 
 
 def test_retention_purge_deletes_expired_rows_and_their_ciphertext_only(db: Database, tmp_path: Path) -> None:
-    blobs = BlobStore(tmp_path / "blobs")
+    blobs = LocalBlobStore(tmp_path / "blobs")
     now = utcnow()
     with db.session() as session:
         project = Project(name="retention", domain_id=str(uuid.uuid4()))

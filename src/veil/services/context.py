@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from veil.config import Settings
 from veil.images.ingest import IngestLimits
 from veil.security.crypto import FileKeySource, KeyRing, MasterKeyError, key_source
-from veil.store.blobs import BlobStore
+from veil.store.blobs import BlobStore, open_blob_store
 from veil.store.db import Database
 from veil.store.models import KeyState, utcnow
 
@@ -42,7 +42,7 @@ class AppContext:
             source.ensure()
         keyring = KeyRing(source)
         db = Database.open(settings.sqlalchemy_url, run_migrations=migrate)
-        ctx = cls(settings=settings, db=db, blobs=BlobStore(settings.blobs_dir), keyring=keyring)
+        ctx = cls(settings=settings, db=db, blobs=open_blob_store(settings), keyring=keyring)
         ctx.reconcile_master_key()
         ctx.blobs.remove_partial_writes()
         return ctx
