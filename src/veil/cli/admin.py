@@ -7,12 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy import select
 
 from veil.cli.server import DataDirOption, console, fail, one_line_errors, open_context
 from veil.security import audit
-from veil.services.context import AppContext
-from veil.store.models import Project
 
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 
@@ -41,31 +38,24 @@ def verify(
 
 
 def purge(data_dir: DataDirOption = None) -> None:
-    """Apply retention now: expired images and stored predictions, unfinished project deletions."""
+    """Apply retention now: expired images and stored predictions, unfinished project deletions, and the orphan
+    sweep (blobs no row refers to, older than VEIL_ORPHAN_GRACE_MINUTES)."""
     from veil.jobs.retention import purge_expired
     from veil.services.projects import finish_deletions
+    from veil.store.sweep import sweep_orphans
 
     with one_line_errors():
         ctx = open_context(data_dir)
         finished = finish_deletions(ctx)
         report = purge_expired(ctx.db, ctx.blobs)
-        orphans = _remove_orphan_project_dirs(ctx)
+        swept = sweep_orphans(ctx.db, ctx.blobs, grace_s=ctx.settings.orphan_grace_minutes * 60)
     console.print(
         f"purged {report.images} expired image(s), {report.predictions} stored prediction(s); "
-        f"finished {len(finished)} project deletion(s); removed {orphans} orphaned project folder(s)",
+        f"finished {len(finished)} project deletion(s); removed {swept.blobs} orphaned blob(s), "
+        f"{swept.partial_writes} partial write(s), {swept.projects} deleted project folder(s)",
         highlight=False,
         soft_wrap=True,
     )
-
-
-def _remove_orphan_project_dirs(ctx: AppContext) -> int:
-    """Blob folders of projects that no longer exist (a crash between row deletion and folder removal)."""
-    with ctx.db.session() as session:
-        known = set(session.scalars(select(Project.id)))
-    orphans = ctx.blobs.project_ids() - known
-    for project_id in orphans:
-        ctx.blobs.delete_project(project_id)
-    return len(orphans)
 
 
 def export(

@@ -6,12 +6,14 @@ Also holds what every foundation command shares: `--data-dir`, opening Veil, and
 
 from __future__ import annotations
 
+import functools
 import os
+import ssl
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -22,6 +24,7 @@ from veil.security.crypto import CryptoError
 from veil.services.context import AppContext
 from veil.services.errors import ServiceError
 from veil.store.db import DatabaseError
+from veil.store.sweep import PeriodicTask, orphan_sweep_loop
 
 err_console = Console(stderr=True)
 console = Console()
@@ -54,30 +57,143 @@ def open_context(data_dir: Path | None) -> AppContext:
     return AppContext.open(get_settings(data_dir=data_dir))
 
 
+HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
     data_dir: DataDirOption = None,
     worker: Annotated[bool, typer.Option(help="Run the job worker and retention purge in this process.")] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            envvar="VEIL_WORKERS",
+            help="API processes sharing the port (prediction uses one core each); 1 serves in this process.",
+        ),
+    ] = 1,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="VEIL_TLS_CERT", help="PEM certificate (chain) file: serve HTTPS (with HSTS).", show_default=False
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(envvar="VEIL_TLS_KEY", help="PEM private key of --tls-cert.", show_default=False)
+    ] = None,
+    tls_min_version: Annotated[
+        str, typer.Option(envvar="VEIL_TLS_MIN_VERSION", help="Oldest TLS version accepted: 1.2 or 1.3.")
+    ] = "1.2",
+    forwarded_allow_ips: Annotated[
+        str,
+        typer.Option(
+            envvar="VEIL_FORWARDED_ALLOW_IPS",
+            help="Reverse proxies (comma-separated IPs, or *) whose X-Forwarded-For/-Proto are trusted.",
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Serve the API (Custom Vision compatible) and the portal."""
     import uvicorn
 
-    from veil.api.app import create_app
     from veil.services.keys import bootstrap_admin_key
     from veil.services.projects import finish_deletions
 
+    if (tls_cert is None) != (tls_key is None):
+        fail("--tls-cert and --tls-key go together (both PEM files)", code=2)
+    if tls_min_version not in ("1.2", "1.3"):
+        fail(f"--tls-min-version {tls_min_version!r}: expected 1.2 or 1.3", code=2)
+    for path in (tls_cert, tls_key):
+        if path is not None and not path.is_file():
+            fail(f"TLS file {path} not found", code=2)
     with one_line_errors():
         ctx = open_context(data_dir)
         finish_deletions(ctx)
         admin_key = bootstrap_admin_key(ctx)
-    url = f"http://{host}:{port}"
-    console.print(f"Veil {url}  (data: {ctx.settings.data_dir.resolve()})", highlight=False)
+    scheme = "https" if tls_cert else "http"
+    processes = f", {workers} API processes" if workers > 1 else ""
+    console.print(
+        f"Veil {scheme}://{host}:{port}  (data: {ctx.settings.data_dir.resolve()}; blobs: {ctx.blobs.describe()}"
+        f"{processes})",
+        highlight=False,
+        soft_wrap=True,
+    )
     if admin_key:
         console.print("First start: an admin key was created. It is shown once; keep it safe:", highlight=False)
         console.print(admin_key, highlight=False, soft_wrap=True)
     sys.stdout.flush()
-    uvicorn.run(create_app(ctx, background=worker), host=host, port=port, log_level="info", access_log=False)
+
+    tls: dict[str, Any] = {}
+    if tls_cert is not None and tls_key is not None:
+        tls = {
+            "ssl_certfile": str(tls_cert),
+            "ssl_keyfile": str(tls_key),
+            "ssl_context_factory": functools.partial(_tls_context, tls_min_version),
+            "headers": [HSTS],
+        }
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "access_log": False,
+        "forwarded_allow_ips": forwarded_allow_ips,
+        **tls,
+    }
+    if workers == 1:
+        from veil.api.app import create_app
+
+        sweeper = _orphan_sweeper(ctx) if worker else None
+        try:
+            uvicorn.run(create_app(ctx, background=worker), **common)
+        finally:
+            if sweeper is not None:
+                sweeper.stop()
+        return
+    # Several API processes share the port; queued jobs, retention and the sweep run once, in this parent.
+    ctx.close()
+    stoppers = _start_background(ctx) if worker else []
+    try:
+        uvicorn.run("veil.cli.server:api_app", factory=True, workers=workers, **common)
+    finally:
+        for stop in reversed(stoppers):
+            stop()
+
+
+def api_app() -> Any:
+    """The app of one API process of `veil serve --workers N` (settings from the environment the parent set)."""
+    from veil.api.app import create_app
+
+    ctx = AppContext.open(get_settings(), migrate=False)  # the parent migrated before starting us
+    return create_app(ctx, background=False)
+
+
+def _tls_context(min_version: str, _config: Any, default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    context = default_factory()
+    context.minimum_version = ssl.TLSVersion.TLSv1_3 if min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def _orphan_sweeper(ctx: AppContext) -> PeriodicTask:
+    """The orphan sweep, now and then periodically (blobs of writes whose row never committed)."""
+    settings = ctx.settings
+    sweeper = orphan_sweep_loop(
+        ctx.db, ctx.blobs, settings.orphan_grace_minutes * 60, settings.orphan_sweep_interval_minutes * 60
+    )
+    sweeper.start()
+    return sweeper
+
+
+def _start_background(ctx: AppContext) -> list[Callable[[], None]]:
+    from veil.jobs.retention import RetentionLoop
+    from veil.jobs.worker import Worker
+
+    runner = Worker(ctx.settings)
+    runner.start()
+    retention = RetentionLoop(ctx.db, ctx.blobs)
+    retention.start()
+    sweeper = _orphan_sweeper(ctx)
+    return [runner.stop, retention.stop, sweeper.stop]
 
 
 def worker(
@@ -104,10 +220,12 @@ def worker(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
     runner.start()
+    sweeper = _orphan_sweeper(ctx)
     console.print(f"Veil worker {runner.identity} (jobs: {', '.join(kind) if kind else 'all'})", highlight=False)
     sys.stdout.flush()
     stopping.wait()
     console.print("stopping: a job still running is marked failed", highlight=False)
+    sweeper.stop()
     runner.stop()
 
 
