@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Test prerequisites that live outside the venv: PostgreSQL, Mosquitto, Chromium (Debian packages).
+# Test prerequisites that live outside the venv: PostgreSQL, Mosquitto, Chromium, SoftHSM2 (Debian packages).
 # Best effort: each missing piece is installed/started when we are root with apt; otherwise the tests
 # that need it skip and print why. Never fails the run by itself.
 set -u
@@ -28,5 +28,8 @@ if ! have mosquitto && ! [ -x /usr/sbin/mosquitto ]; then apt_install mosquitto 
 
 # Chromium for the portal tests.
 if ! have chromium && ! [ -x /usr/bin/chromium ]; then apt_install chromium || true; fi
+
+# SoftHSM2 for the PKCS#11 key-provider tests (they make their own token in a temporary directory).
+if ! have softhsm2-util; then apt_install softhsm2 || true; fi
 
 exit 0

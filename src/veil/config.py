@@ -25,6 +25,16 @@ class Settings(BaseSettings):
         default=None,
         description="Base64 of 32 bytes. When unset, <data_dir>/master.key is used (created 0600).",
     )
+    key_provider: str = Field(
+        default="",
+        description=(
+            "Where the master key and the per-project keys live: `file` (default: <data_dir>/master.key and "
+            "<data_dir>/project-keys/), `file:///DIR` (DIR/master.key, DIR/project-keys/), `env` "
+            "(VEIL_MASTER_KEY; project keys in <data_dir>/project-keys/), or "
+            "`pkcs11:///path/to/module.so?token=LABEL[&pin-file=PATH]` (an HSM; PIN in VEIL_PKCS11_PIN)."
+        ),
+    )
+    pkcs11_pin: SecretStr | None = Field(default=None, description="User PIN of the PKCS#11 token.")
 
     blob_url: str | None = Field(
         default=None,
