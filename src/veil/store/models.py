@@ -211,6 +211,22 @@ class Prediction(Base):
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True, index=True)
 
 
+class BlobKey(Base):
+    """A blob's own AES key, wrapped by its project's DEK (`veil.security.crypto.seal_blob`).
+
+    Deleting the record that owns the blob (`owner_id`: an image, prediction, iteration or export id) deletes
+    this row in the same transaction (database triggers, migration 0003), whatever code path deletes it: from
+    then on no copy of the blob opens, even with the project's key. Deleting the project cascades too."""
+
+    __tablename__ = "blob_keys"
+
+    blob_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ApiKey(Base):
     """An API key: only its SHA-256 is kept; the key itself is shown once at creation."""
 
