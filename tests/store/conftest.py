@@ -4,10 +4,18 @@ empty database on SQLite (a file) or PostgreSQL (a fresh schema in the `test` da
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 from tests.store.seaweedfs import SeaweedFS, unavailable_reason
 

@@ -18,7 +18,7 @@ from veil.security import recovery
 from veil.security.crypto import CryptoError
 from veil.security.providers import open_keyring
 from veil.store.backup import BackupError, read_manifest
-from veil.store.blobs import BlobStore
+from veil.store.blobs import open_blob_store
 from veil.store.db import Database
 
 
@@ -68,15 +68,16 @@ def restore(
         recovery.check_backup_key(manifest, keyring)
     except (BackupError, CryptoError) as exc:
         fail(str(exc).splitlines()[0], 2)
-    if (settings.blobs_dir).exists() and any(settings.blobs_dir.iterdir()):
-        fail(f"{settings.blobs_dir} is not empty: restore into an empty data directory", 2)
     with one_line_errors():
+        blobs = open_blob_store(settings)
+        if any(blobs.blob_ids(project_id) for project_id in blobs.project_ids()):
+            fail(f"{blobs.describe()} is not empty: restore into an empty data directory", 2)
         db = Database.open(settings.sqlalchemy_url)
         try:
             with _bar("restore") as bar:
                 task = bar.add_task("blobs", total=None)
                 report = recovery.restore(
-                    backup_file, db, BlobStore(settings.blobs_dir), keyring,
+                    backup_file, db, blobs, keyring,
                     lambda done, total: bar.update(task, completed=done, total=total),
                 )  # fmt: skip
         except BackupError as exc:

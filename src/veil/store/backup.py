@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import JSON, LargeBinary, MetaData, Table, delete, func, insert, select, text
 from sqlalchemy.engine import Connection
 
-from veil.store.blobs import BlobNotFound, BlobStore
+from veil.store.blobs import BlobNotFound, BlobStore, LocalBlobStore
 from veil.store.db import Database
 from veil.store.models import Base, UTCDateTime
 
@@ -192,21 +192,27 @@ def _stage_all(blobs: BlobStore, staging: Path, staged: set[tuple[str, str]]) ->
 def _stage(blobs: BlobStore, staging: Path, project_id: str, blob_id: str, staged: set[tuple[str, str]]) -> None:
     target = staging / project_id / blob_id
     target.parent.mkdir(exist_ok=True)
-    try:
-        os.link(blobs.path(project_id, blob_id), target)
-    except FileNotFoundError:
-        return  # deleted meanwhile
-    except OSError:  # another file system: copy the bytes instead
+    if isinstance(blobs, LocalBlobStore):
         try:
-            target.write_bytes(blobs.get(project_id, blob_id))
-        except BlobNotFound:
+            os.link(blobs.path(project_id, blob_id), target)
+            staged.add((project_id, blob_id))
             return
+        except FileNotFoundError:
+            return  # deleted meanwhile
+        except OSError:
+            pass  # another file system: copy the bytes instead
+    try:
+        target.write_bytes(blobs.get(project_id, blob_id))
+    except BlobNotFound:
+        return
     staged.add((project_id, blob_id))
 
 
 def write_backup(db: Database, blobs: BlobStore, out: Path, progress: Progress | None = None) -> BackupManifest:
     """Write a backup to `out` (atomically: a failed backup leaves no file). Safe while Veil serves."""
-    staging = blobs.root.parent / f".backup-{uuid.uuid4().hex}"
+    # Staged beside the blob files (hard links need the same file system), else beside the output.
+    near = blobs.root.parent if isinstance(blobs, LocalBlobStore) else out.parent
+    staging = near / f".backup-{uuid.uuid4().hex}"
     staging.mkdir(mode=0o700)
     try:
         staged: set[tuple[str, str]] = set()
@@ -290,8 +296,8 @@ def read_manifest(path: Path) -> BackupManifest:
 
 def check_empty(db: Database, blobs: BlobStore) -> None:
     """Restore writes only into an empty Veil (a fresh database and no blobs)."""
-    if blobs.project_ids():
-        raise BackupError(f"{blobs.root} already holds blobs: restore into an empty data directory")
+    if any(blobs.blob_ids(project_id) for project_id in blobs.project_ids()):
+        raise BackupError(f"{blobs.describe()} already holds blobs: restore into an empty data directory")
     with db.engine.connect() as connection:
         for table in Base.metadata.sorted_tables:
             if table.name in ("audit_head",):  # seeded by a migration
