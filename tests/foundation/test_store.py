@@ -142,7 +142,7 @@ def test_delete_project_shreds_key_then_blobs_and_rows(api: Api, photos: list[Pa
     for path in [base, f"{base}/images", f"{base}/tags", image_data]:
         response = api.client.get(path, headers=api.headers)
         assert response.status_code == 404, path
-        assert response.json()["code"] == "NotFound"
+        assert response.json()["code"] == "NotFoundProject"
     assert api.image_data(kept, kept_image).status_code == 200  # the other project is unharmed
 
 

@@ -18,7 +18,8 @@ from veil.security import audit
 from veil.security.auth import Principal
 from veil.services.context import AppContext
 from veil.services.errors import InvalidInput, NotFound
-from veil.services.training import COMPLETED, get_iteration, get_project, load_evaluation
+from veil.services.projects import get_project
+from veil.services.training import COMPLETED, get_iteration, load_evaluation
 from veil.services.vault import Vault
 from veil.store.models import Export, Image, Iteration, Tag, new_id
 

@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 from sqlalchemy import Select, delete, exists, func, select
 from sqlalchemy.orm import Session
 
-from veil.images.ingest import CleanImage, ImageRejected, decode_image, encode_image
+from veil.images.ingest import CleanImage, ImageRejected, decode_image, encode_image, thumbnail
 from veil.security import audit
 from veil.security.auth import Principal
 from veil.services.context import AppContext
@@ -296,8 +296,23 @@ def get_image(session: Session, project_id: str, image_id: str) -> Image:
     return image
 
 
-def read_image_bytes(ctx: AppContext, actor: Principal, project_id: str, image_id: str) -> tuple[bytes, str]:
-    """Decrypt an image for its reader (an audited event); IntegrityError if its blob was tampered with."""
+ImageSize = Literal["original", "resized", "thumbnail"]
+SMALLER_SIDES = {"resized": 1024, "thumbnail": 256}
+
+
+def read_image_bytes(
+    ctx: AppContext, actor: Principal, project_id: str, image_id: str, size: ImageSize = "original"
+) -> tuple[bytes, str]:
+    """Decrypt an image for its reader (an audited event), full size or a smaller copy; IntegrityError if its
+    blob was tampered with."""
+    data, content_type = _decrypted_image(ctx, actor, project_id, image_id)
+    if size == "original":
+        return data, content_type
+    small = thumbnail(data, SMALLER_SIDES[size])
+    return small.data, small.content_type
+
+
+def _decrypted_image(ctx: AppContext, actor: Principal, project_id: str, image_id: str) -> tuple[bytes, str]:
     with ctx.db.session() as session:
         project = get_project(session, project_id)
         image = get_image(session, project_id, image_id)

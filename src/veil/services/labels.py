@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -16,7 +17,7 @@ from veil.security import audit
 from veil.security.auth import Principal
 from veil.services.context import AppContext
 from veil.services.errors import Conflict, InvalidInput, NotFound
-from veil.services.images import MAX_TAGS_PER_IMAGE, RegionIn
+from veil.services.images import MAX_TAGS_PER_IMAGE, MAX_TAKE, RegionIn, TaggingStatus, list_images
 from veil.services.projects import get_project, privacy_policy
 from veil.services.tags import MAX_TAG_NAME, TAG_TYPES, get_tag
 from veil.services.vault import Vault
@@ -366,3 +367,20 @@ def metadata_filter(expression: str) -> Callable[[dict[str, str]], bool]:
 def filter_by_metadata(images: Sequence[Image], expression: str) -> list[Image]:
     keep = metadata_filter(expression)
     return [image for image in images if keep(user_metadata(image))]
+
+
+def images_matching_metadata(
+    session: Session,
+    project_id: str,
+    status: TaggingStatus,
+    tag_ids: Sequence[str],
+    order_by: Literal["Newest", "Oldest"],
+    expression: str,
+) -> list[Image]:
+    """Every image passing the other filters and the metadata `$filter`, in order (pages applied after)."""
+    everything: list[Image] = []
+    while True:
+        page = list_images(session, project_id, status, tag_ids, order_by, MAX_TAKE, len(everything))
+        everything.extend(page)
+        if len(page) < MAX_TAKE:
+            return filter_by_metadata(everything, expression)

@@ -26,7 +26,8 @@ from veil.security import audit
 from veil.security.auth import Principal
 from veil.services.context import AppContext
 from veil.services.errors import InvalidInput, NotFound, ServiceError
-from veil.services.training import COMPLETED, get_iteration, get_project, is_detection
+from veil.services.projects import get_project
+from veil.services.training import COMPLETED, get_iteration, is_detection
 from veil.services.vault import Vault
 from veil.store.models import Iteration, Prediction, Project, new_id, utcnow
 from veil.store.policy import PrivacyPolicy
@@ -183,6 +184,15 @@ def run_model(model: ExportedModel, iteration: Iteration, rgb: np.ndarray) -> li
         PredictedTag(ids.get(p.tag, ""), p.tag, p.probability, tag_type=types.get(p.tag, "Regular"))
         for p in model.classify(rgb)
     ]
+
+
+def quick_test(
+    ctx: AppContext, actor: Principal, project_id: str, data: bytes, iteration_id: str | None, store: bool
+) -> PredictionOutcome:
+    """Run an iteration (default: the newest trained one) on an image with the project's own task."""
+    with ctx.db.read_session() as session:
+        task = "detect" if is_detection(get_project(session, project_id)) else "classify"
+    return predict(ctx, actor, PredictRequest(project_id, task, data, iteration_id=iteration_id, store=store))
 
 
 def predict(ctx: AppContext, actor: Principal, request: PredictRequest) -> PredictionOutcome:

@@ -72,11 +72,12 @@ def visible_projects(session: Session, actor: Principal) -> list[Project]:
     return list(session.scalars(query))
 
 
-def get_project(session: Session, project_id: str, code: str = "NotFound") -> Project:
-    """The project, unless it is missing or being deleted (NotFound with `code`)."""
+def get_project(session: Session, project_id: str) -> Project:
+    """The project, unless it is missing or being deleted: `NotFoundProject`, Azure's code (the SDK's
+    `CustomVisionErrorCodes.not_found_project`), on every route."""
     project = session.get(Project, project_id)
     if project is None or project.deleting:
-        raise NotFound(f"project {project_id} not found", code=code)
+        raise NotFound(f"project {project_id} not found", code="NotFoundProject")
     return project
 
 

@@ -23,12 +23,13 @@ from PIL import Image as PILImage
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from veil.jobs import queue
 from veil.jobs.handlers import JobCancelled, JobContext
 from veil.security import audit
 from veil.security.auth import Principal
-from veil.services import projects
 from veil.services.context import AppContext
 from veil.services.errors import InvalidInput, NotFound, ServiceError
+from veil.services.projects import get_project
 from veil.services.vault import Vault
 from veil.store.models import Export, Image, ImageTag, Iteration, Project, Region, Tag, new_id, utcnow
 from veil.vision.variants import variant_named
@@ -72,11 +73,6 @@ class DatasetImage:
     blob_id: str
     tag_names: tuple[str, ...]
     boxes: tuple[tuple[str, float, float, float, float], ...]  # (tag name, left, top, width, height)
-
-
-def get_project(session: Session, project_id: str) -> Project:
-    """`projects.get_project` with the error code of the training, iteration and prediction routes."""
-    return projects.get_project(session, project_id, code="NotFoundProject")
 
 
 def get_iteration(session: Session, project_id: str, iteration_id: str) -> Iteration:
@@ -302,6 +298,26 @@ def cancel_training(ctx: AppContext, actor: Principal, project_id: str, iteratio
         queue_cancel_in(session, iteration.job_id)
         audit.record(session, actor, "iteration.cancel", [project_id, iteration_id])
         return iteration
+
+
+def training_job(ctx: AppContext, project_id: str, iteration_id: str) -> queue.JobView:
+    """The job that trains (or trained) an iteration: status, stage, progress, ETA."""
+    iteration = read_iteration(ctx, project_id, iteration_id)
+    job = queue.find(ctx.db, iteration.job_id) if iteration.job_id else None
+    if job is None:
+        raise NotFound(f"iteration {iteration_id} has no training job (imported or removed)")
+    return job
+
+
+def pr_curve(ctx: AppContext, project_id: str, iteration_id: str, tag_name: str) -> bytes:
+    """The precision/recall curve PNG of one tag, drawn from the held-out evaluation at training time."""
+    with ctx.db.read_session() as session:
+        project = get_project(session, project_id)
+        iteration = get_iteration(session, project_id, iteration_id)
+        blob_id = ((iteration.metrics or {}).get("pr_curve_blob_ids") or {}).get(tag_name)
+        if not blob_id:
+            raise NotFound(f"iteration {iteration_id} has no PR curve for tag {tag_name!r}")
+        return Vault(ctx).get(project, blob_id)
 
 
 def training_curve(ctx: AppContext, project_id: str, iteration_id: str) -> bytes:

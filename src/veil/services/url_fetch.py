@@ -61,6 +61,19 @@ class UrlFetcher:
             raise InvalidInput(f"could not fetch {url}: {type(exc).__name__}", code="BadRequestImageUrl") from None
 
 
+def required_fetcher(settings: Settings, route: str) -> UrlFetcher:
+    """The configured fetcher; `BadRequestImageUrl` naming `route` when URL fetching is disabled (the default)."""
+    fetcher = UrlFetcher.from_settings(settings)
+    if fetcher is None:
+        raise InvalidInput(
+            f"{route}: fetching images from URLs is disabled on this Veil server (a server fetching arbitrary "
+            "URLs is an SSRF risk); upload the image bytes instead, or ask the operator to enable URL fetching "
+            "for an allow-list of hosts (VEIL_URL_FETCH_HOSTS)",
+            code="BadRequestImageUrl",
+        )
+    return fetcher
+
+
 def fetched_upload(
     fetcher: UrlFetcher,
     url: str,

@@ -7,18 +7,20 @@ fetch only when the operator enabled URL fetching for an allow-list of hosts. Au
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from veil.api.deps import get_ctx, prediction, read_image_parts
-from veil.api.errors import ApiError
-from veil.api.schemas_cv import ImagePredictionOut, ImageUrlIn, image_prediction_out
+from veil.api.deps import Ctx, OneImage, PredictionKey
+from veil.api.wire.predictions import ImagePredictionOut, ImageUrlIn, image_prediction_out
 from veil.security.auth import Principal
 from veil.services import prediction as prediction_service
 from veil.services import url_fetch
 from veil.services.context import AppContext
 
-router = APIRouter()
+router = APIRouter(tags=["prediction"])
 
 TASKS = ("classify", "detect")
 
@@ -34,17 +36,16 @@ async def _predict(
     return image_prediction_out(outcome)
 
 
-def _image_route(task: str, store: bool):  # type: ignore[no-untyped-def]
+def _image_route(task: str, store: bool) -> Callable[..., Awaitable[ImagePredictionOut]]:
     async def route(
         projectId: str,
         publishedName: str,
-        request: Request,
+        ctx: Ctx,
+        principal: Annotated[Principal, PredictionKey()],
+        data: OneImage,
         application: str | None = None,
-        principal: Principal = Depends(prediction()),
-        ctx: AppContext = Depends(get_ctx),
     ) -> ImagePredictionOut:
-        parts = await read_image_parts(request, max_files=1)
-        return await _predict(ctx, principal, projectId, task, publishedName, parts[0].data, store, application)
+        return await _predict(ctx, principal, projectId, task, publishedName, data, store, application)
 
     route.__doc__ = f"{task.capitalize()} an image with a published iteration; " + (
         "the image and result are kept until the project's retention ends." if store else "nothing is stored."
@@ -52,23 +53,16 @@ def _image_route(task: str, store: bool):  # type: ignore[no-untyped-def]
     return route
 
 
-def _url_route(task: str, store: bool):  # type: ignore[no-untyped-def]
+def _url_route(task: str, store: bool) -> Callable[..., Awaitable[ImagePredictionOut]]:
     async def route(
         projectId: str,
         publishedName: str,
         body: ImageUrlIn,
+        ctx: Ctx,
+        principal: Annotated[Principal, PredictionKey()],
         application: str | None = None,
-        principal: Principal = Depends(prediction()),
-        ctx: AppContext = Depends(get_ctx),
     ) -> ImagePredictionOut:
-        fetcher = url_fetch.UrlFetcher.from_settings(ctx.settings)
-        if fetcher is None:
-            raise ApiError(
-                400,
-                "BadRequestImageUrl",
-                f"{task}/.../url: fetching images from URLs is disabled on this Veil server (SSRF risk); "
-                "send the bytes to the .../image route, or ask the operator to set VEIL_URL_FETCH_HOSTS",
-            )
+        fetcher = url_fetch.required_fetcher(ctx.settings, f"{task}/.../url")
         data = await run_in_threadpool(fetcher.fetch, body.url)
         return await _predict(ctx, principal, projectId, task, publishedName, data, store, application)
 

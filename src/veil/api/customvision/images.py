@@ -1,0 +1,295 @@
+"""Training images: upload (raw/multipart data, base64 files, URLs, stored predictions), list, count, get by
+id, metadata, delete.
+
+Every upload answers like Custom Vision: 200 when every image was stored, 207 when some were, 400 (with each
+image's reason) when none was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Query, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from veil.api.deps import BaseUrl, Ctx, ImageIds, ImageUpload, TagIds, TrainingKey
+from veil.api.errors import ApiError
+from veil.api.wire.images import (
+    ImageCreateResultOut,
+    ImageCreateSummaryOut,
+    ImageFileCreateBatchIn,
+    ImageIdCreateBatchIn,
+    ImageMetadataUpdateSummaryOut,
+    ImageOut,
+    ImageUrlCreateBatchIn,
+    RegionIn,
+    create_result_out,
+    image_out,
+    metadata_summary_out,
+)
+from veil.security.auth import Permission as P
+from veil.security.auth import Principal
+from veil.services import images as image_service
+from veil.services import labels, url_fetch
+from veil.services.images import BatchOutcome, Upload
+from veil.services.tags import resolve_tags
+
+router = APIRouter(tags=["images"])
+
+TaggingStatusQuery = Literal["All", "Tagged", "Untagged"]
+OrderBy = Literal["Newest", "Oldest"]
+MAX_IDS = 256
+
+# A refused image's status → the error code of a request in which every image was refused.
+_REFUSAL_CODES = {
+    "ErrorImageFormat": "BadRequestImageFormat",
+    "ErrorImageSize": "BadRequestImageSizeBytes",
+    "ErrorImageDimensions": "BadRequestImageDimensions",
+    image_service.POLICY_REFUSED: image_service.PolicyNotApplicable.code,
+}
+
+
+def batch_response(outcome: BatchOutcome, base_url: str) -> JSONResponse:
+    """200 when every image was stored, 207 when some were, 400 (with the reasons) when none was."""
+    summary = ImageCreateSummaryOut(
+        is_batch_successful=outcome.all_ok,
+        images=[create_result_out(r, base_url) for r in outcome.results],
+    )
+    body = summary.model_dump(mode="json")
+    if outcome.any_ok:
+        return JSONResponse(body, status_code=200 if outcome.all_ok else 207)
+    first = outcome.results[0]
+    reasons = "; ".join(f"{r.source_name or f'image {i + 1}'}: {r.reason}" for i, r in enumerate(outcome.results))
+    code = _REFUSAL_CODES.get(first.status, "BadRequestImageBatch")
+    return JSONResponse({"code": code, "message": f"no image was stored ({reasons})", **body}, status_code=400)
+
+
+def _regions(regions: Sequence[RegionIn] | None) -> list[image_service.RegionIn]:
+    return [image_service.RegionIn(r.tag_id, r.left, r.top, r.width, r.height) for r in regions or []]
+
+
+def _check_ids(ids: list[str]) -> None:
+    if len(ids) > MAX_IDS:
+        raise ApiError(400, "BadRequestImageBatch", f"at most {MAX_IDS} imageIds per request")
+
+
+# --- uploads ---------------------------------------------------------------------------------------------
+
+
+@router.post("/projects/{projectId}/images", response_model=ImageCreateSummaryOut)
+async def create_images_from_data(
+    projectId: str,
+    ctx: Ctx,
+    base_url: BaseUrl,
+    principal: Annotated[Principal, TrainingKey(P.images_write)],
+    tag_ids: TagIds,
+    parts: ImageUpload,
+) -> JSONResponse:
+    uploads = [Upload(data=p.data, source_name=p.name) for p in parts]
+    outcome = await run_in_threadpool(image_service.add_images, ctx, principal, projectId, uploads, tag_ids)
+    return batch_response(outcome, base_url)
+
+
+@router.post("/projects/{projectId}/images/files", response_model=ImageCreateSummaryOut)
+def create_images_from_files(
+    projectId: str,
+    batch: ImageFileCreateBatchIn,
+    ctx: Ctx,
+    base_url: BaseUrl,
+    principal: Annotated[Principal, TrainingKey(P.images_write)],
+) -> JSONResponse:
+    uploads = [
+        Upload(
+            data=entry.contents,
+            source_name=entry.name or "",
+            tag_ids=entry.tag_ids or [],
+            regions=_regions(entry.regions),
+            metadata=dict(batch.metadata or {}),
+        )
+        for entry in batch.images
+    ]
+    return batch_response(image_service.add_images(ctx, principal, projectId, uploads, batch.tag_ids or []), base_url)
+
+
+@router.post("/projects/{projectId}/images/urls", response_model=ImageCreateSummaryOut)
+def create_images_from_urls(
+    projectId: str,
+    batch: ImageUrlCreateBatchIn,
+    ctx: Ctx,
+    base_url: BaseUrl,
+    principal: Annotated[Principal, TrainingKey(P.images_write)],
+) -> JSONResponse:
+    fetcher = url_fetch.required_fetcher(ctx.settings, "POST images/urls")
+    uploads = [
+        url_fetch.fetched_upload(fetcher, entry.url, entry.tag_ids or [], _regions(entry.regions), batch.metadata)
+        for entry in batch.images
+    ]
+    good = [u for u in uploads if isinstance(u, Upload)]
+    refused = [u for u in uploads if not isinstance(u, Upload)]
+    outcome = image_service.add_images(ctx, principal, projectId, good, batch.tag_ids or []) if good else None
+    return batch_response(BatchOutcome([*(outcome.results if outcome else []), *refused]), base_url)
+
+
+@router.post("/projects/{projectId}/images/predictions", response_model=ImageCreateSummaryOut)
+def create_images_from_predictions(
+    projectId: str,
+    batch: ImageIdCreateBatchIn,
+    response: Response,
+    ctx: Ctx,
+    base_url: BaseUrl,
+    principal: Annotated[Principal, TrainingKey(P.images_write)],
+) -> ImageCreateSummaryOut:
+    entries = [(e.id, [*(batch.tag_ids or []), *(e.tag_ids or [])], _regions(e.regions)) for e in batch.images]
+    with ctx.db.session() as session:
+        for _, tag_ids, regions in entries:
+            resolve_tags(session, projectId, [*tag_ids, *(r.tag_id for r in regions)])
+    outcomes = labels.images_from_predictions(ctx, principal, projectId, entries)
+    results = [
+        ImageCreateResultOut(
+            source_url=prediction_id,
+            status=status,
+            image=image_out(image, base_url) if image is not None else None,
+        )
+        for prediction_id, status, image in outcomes
+    ]
+    ok = all(r.status == "OK" for r in results)
+    if not ok:
+        response.status_code = 207
+    return ImageCreateSummaryOut(is_batch_successful=ok, images=results)
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+
+def _image_page(
+    ctx: Ctx, base_url: str, project_id: str, status: TaggingStatusQuery, tag_ids: list[str],
+    order_by: OrderBy, take: int, skip: int,
+) -> list[ImageOut]:  # fmt: skip
+    with ctx.db.read_session() as session:
+        page = image_service.list_images(session, project_id, status, tag_ids, order_by, take, skip)
+        return [image_out(i, base_url) for i in page]
+
+
+@router.get("/projects/{projectId}/images", response_model=list[ImageOut])
+def get_images(
+    projectId: str,
+    ctx: Ctx,
+    base_url: BaseUrl,
+    _: Annotated[Principal, TrainingKey(P.images_read)],
+    tag_ids: TagIds,
+    taggingStatus: TaggingStatusQuery = Query("All"),
+    orderBy: OrderBy = Query("Newest"),
+    take: int = Query(50, ge=0, le=256),
+    skip: int = Query(0, ge=0),
+    metadata_filter: str | None = Query(None, alias="$filter", description="e.g. key1 eq 'a' and key2 ne 'b'"),
+) -> list[ImageOut]:
+    if metadata_filter:
+        with ctx.db.read_session() as session:
+            matching = labels.images_matching_metadata(
+                session, projectId, taggingStatus, tag_ids, orderBy, metadata_filter
+            )
+            return [image_out(i, base_url) for i in matching[skip : skip + take]]
+    return _image_page(ctx, base_url, projectId, taggingStatus, tag_ids, orderBy, take, skip)
+
+
+@router.get("/projects/{projectId}/images/count", response_model=int)
+def get_image_count(
+    projectId: str,
+    ctx: Ctx,
+    _: Annotated[Principal, TrainingKey(P.images_read)],
+    tag_ids: TagIds,
+    taggingStatus: TaggingStatusQuery = Query("All"),
+    metadata_filter: str | None = Query(None, alias="$filter"),
+) -> int:
+    with ctx.db.read_session() as session:
+        if metadata_filter:
+            return len(
+                labels.images_matching_metadata(session, projectId, taggingStatus, tag_ids, "Newest", metadata_filter)
+            )
+        return image_service.count_images(session, projectId, taggingStatus, tag_ids)
+
+
+@router.get("/projects/{projectId}/images/tagged", response_model=list[ImageOut])
+def get_tagged_images(
+    projectId: str,
+    ctx: Ctx,
+    base_url: BaseUrl,
+    _: Annotated[Principal, TrainingKey(P.images_read)],
+    tag_ids: TagIds,
+    orderBy: OrderBy = Query("Newest"),
+    take: int = Query(50, ge=0, le=256),
+    skip: int = Query(0, ge=0),
+) -> list[ImageOut]:
+    return _image_page(ctx, base_url, projectId, "Tagged", tag_ids, orderBy, take, skip)
+
+
+@router.get("/projects/{projectId}/images/untagged", response_model=list[ImageOut])
+def get_untagged_images(
+    projectId: str,
+    ctx: Ctx,
+    base_url: BaseUrl,
+    _: Annotated[Principal, TrainingKey(P.images_read)],
+    tag_ids: TagIds,
+    orderBy: OrderBy = Query("Newest"),
+    take: int = Query(50, ge=0, le=256),
+    skip: int = Query(0, ge=0),
+) -> list[ImageOut]:
+    return _image_page(ctx, base_url, projectId, "Untagged", tag_ids, orderBy, take, skip)
+
+
+@router.get("/projects/{projectId}/images/tagged/count", response_model=int)
+def get_tagged_image_count(
+    projectId: str, ctx: Ctx, _: Annotated[Principal, TrainingKey(P.images_read)], tag_ids: TagIds
+) -> int:
+    with ctx.db.read_session() as session:
+        return image_service.count_images(session, projectId, "Tagged", tag_ids)
+
+
+@router.get("/projects/{projectId}/images/untagged/count", response_model=int)
+def get_untagged_image_count(projectId: str, ctx: Ctx, _: Annotated[Principal, TrainingKey(P.images_read)]) -> int:
+    with ctx.db.read_session() as session:
+        return image_service.count_images(session, projectId, "Untagged")
+
+
+@router.get("/projects/{projectId}/images/id", response_model=list[ImageOut])
+def get_images_by_ids(
+    projectId: str, ctx: Ctx, base_url: BaseUrl, _: Annotated[Principal, TrainingKey(P.images_read)], ids: ImageIds
+) -> list[ImageOut]:
+    _check_ids(ids)
+    with ctx.db.read_session() as session:
+        return [image_out(i, base_url) for i in image_service.images_by_ids(session, projectId, ids)]
+
+
+# --- changing --------------------------------------------------------------------------------------------
+
+
+@router.post("/projects/{projectId}/images/metadata", response_model=ImageMetadataUpdateSummaryOut)
+def update_image_metadata(
+    projectId: str,
+    response: Response,
+    ctx: Ctx,
+    principal: Annotated[Principal, TrainingKey(P.images_write)],
+    ids: ImageIds,
+    metadata: dict[str, str] = Body(...),
+) -> ImageMetadataUpdateSummaryOut:
+    with ctx.db.session() as session:
+        outcomes = labels.update_metadata(session, principal, projectId, ids, metadata)
+    summary = metadata_summary_out(outcomes)
+    if not summary.is_batch_successful:
+        response.status_code = 207
+    return summary
+
+
+@router.delete("/projects/{projectId}/images", status_code=204)
+def delete_images(
+    projectId: str,
+    ctx: Ctx,
+    principal: Annotated[Principal, TrainingKey(P.images_write)],
+    ids: ImageIds,
+    allImages: bool = Query(False),
+) -> Response:
+    _check_ids(ids)
+    image_service.delete_images(ctx, principal, projectId, ids, allImages)
+    return Response(status_code=204)
