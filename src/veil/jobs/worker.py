@@ -66,9 +66,8 @@ class _Throttle:
         return False
 
 
-def _child_main(settings_json: str, job_id: str) -> None:
+def _child_main(settings: Settings, job_id: str) -> None:
     """Entry point of the spawned process: run one job's handler, settling the job row itself."""
-    settings = Settings.model_validate_json(settings_json)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [job] %(message)s")
     session_factory = queue.session_factory(settings)
     job = queue.load(session_factory, job_id)
@@ -171,7 +170,8 @@ class Worker:
             return False
         process = self._context.Process(
             target=_child_main,
-            args=(self.settings.model_dump_json(), job.id),
+            # The object itself (pickled), not its JSON: JSON masks secrets such as VEIL_MASTER_KEY.
+            args=(self.settings, job.id),
             name=f"veil-job-{job.id}",
             daemon=False,
         )
