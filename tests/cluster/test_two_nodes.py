@@ -1,0 +1,140 @@
+"""Two Veil nodes in network namespaces the test makes (each `veil serve --no-worker` + `veil worker`), sharing
+only PostgreSQL (through its Unix socket) and a SeaweedFS S3 store (on the host side of the bridge): a project
+uploaded through node A trains on a worker and predicts through node B; nothing lands on either node's disk; with
+node B gone, node A still answers everything."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.cluster.harness import (
+    ClusterNetwork,
+    VeilProcess,
+    master_key,
+    pg_schema,
+    pg_unreachable_reason,
+)
+from tests.conftest import dataset_path
+from tests.store.seaweedfs import SeaweedFS, unavailable_reason
+
+TRAINING = "/customvision/v3.3/training"
+PREDICTION = "/customvision/v3.0/prediction"
+PER_CLASS = 6
+
+
+@dataclass
+class Cluster:
+    net: ClusterNetwork
+    storage: SeaweedFS
+    prefix: str
+    serve: list[VeilProcess]
+    workers: list[VeilProcess]
+    data_dirs: list[Path]
+
+    def client(self, node: int, key: str | None = None) -> httpx.Client:
+        url = self.serve[node].url
+        assert url is not None
+        key = key or self.serve[0].admin_key
+        assert key, "node A printed no admin key"
+        return httpx.Client(base_url=url, headers={"Training-Key": key, "Prediction-Key": key}, timeout=60)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    for reason in (ClusterNetwork.unavailable_reason(), unavailable_reason(), pg_unreachable_reason()):
+        if reason:
+            pytest.skip(reason)
+    with ClusterNetwork.create(2) as net, pg_schema() as schema:
+        storage = SeaweedFS.start(tmp_path / "seaweedfs", ip=net.host_ip)
+        prefix = "two-nodes"
+        shared = {
+            "VEIL_DATABASE_URL": schema.socket_url,
+            "VEIL_BLOB_URL": f"s3://{storage.bucket}/{prefix}",
+            "VEIL_MASTER_KEY": master_key(),
+            **storage.env(),
+        }
+        serve: list[VeilProcess] = []
+        workers: list[VeilProcess] = []
+        data_dirs = [tmp_path / f"node-{i}" for i in range(2)]
+        try:
+            for node, data_dir in zip(net.nodes, data_dirs, strict=True):
+                env = {**shared, "VEIL_DATA_DIR": str(data_dir)}
+                serve.append(VeilProcess.serve(env, node.ip, 8080, netns=node.name, extra=("--no-worker",)).start())
+            for node, data_dir in zip(net.nodes, data_dirs, strict=True):
+                env = {**shared, "VEIL_DATA_DIR": str(data_dir)}
+                workers.append(VeilProcess.worker(env, netns=node.name).start())
+            yield Cluster(net, storage, prefix, serve, workers, data_dirs)
+        finally:
+            for process in [*workers, *serve]:
+                process.stop()
+            storage.stop()
+
+
+def _ok(response: httpx.Response) -> dict:  # type: ignore[type-arg]
+    assert response.status_code == 200, f"{response.request.method} {response.request.url}: {response.text}"
+    return response.json()  # type: ignore[no-any-return]
+
+
+def _upload_ants_bees(http: httpx.Client) -> str:
+    root = dataset_path("ants-bees") / "train"
+    project_id = _ok(http.post(f"{TRAINING}/projects", params={"name": "two nodes"}))["id"]
+    for tag, folder in (("ant", "ants"), ("bee", "bees")):
+        tag_id = _ok(http.post(f"{TRAINING}/projects/{project_id}/tags", params={"name": tag}))["id"]
+        files = sorted((root / folder).glob("*.jpg"))[:PER_CLASS]
+        parts = [("imageData", (f.name, f.read_bytes(), "image/jpeg")) for f in files]
+        result = _ok(http.post(f"{TRAINING}/projects/{project_id}/images", params={"tagIds": tag_id}, files=parts))
+        assert result["isBatchSuccessful"], result
+    return str(project_id)
+
+
+def _wait_trained(http: httpx.Client, project_id: str, iteration_id: str, timeout_s: float = 300) -> dict:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        iteration = _ok(http.get(f"{TRAINING}/projects/{project_id}/iterations/{iteration_id}"))
+        if iteration["status"] != "Training":
+            return iteration
+        assert time.monotonic() < deadline, f"iteration still training after {timeout_s:.0f} s"
+        time.sleep(1)
+
+
+def test_upload_through_a_predict_through_b_then_lose_b(cluster: Cluster) -> None:
+    a, b = cluster.client(0), cluster.client(1)
+    project_id = _upload_ants_bees(a)
+    # Node B sees the project and its images at once: the same database and the same blob store.
+    assert _ok(b.get(f"{TRAINING}/projects/{project_id}/images/count")) == 2 * PER_CLASS
+    images = _ok(b.get(f"{TRAINING}/projects/{project_id}/images", params={"take": 1}))
+    data = b.get(f"/veil/v1/projects/{project_id}/images/{images[0]['id']}/data")
+    assert data.status_code == 200 and data.content.startswith(b"\xff\xd8\xff")
+
+    iteration = _ok(a.post(f"{TRAINING}/projects/{project_id}/train", params={"backbone": "lite0"}))
+    done = _wait_trained(b, project_id, iteration["id"])
+    workers_log = "".join(worker.log() for worker in cluster.workers)
+    assert done["status"] == "Completed", f"{done.get('trainingErrorDetails')}: {workers_log}"
+    _ok(a.post(f"{TRAINING}/projects/{project_id}/iterations/{iteration['id']}/publish",
+               params={"publishName": "prod", "predictionId": "ignored"}))  # fmt: skip
+
+    held_out = sorted((dataset_path("ants-bees") / "val" / "bees").glob("*.jpg"))[:3]
+    for photo in held_out:  # node B loads the model (from S3) it never trained
+        url = f"{PREDICTION}/{project_id}/classify/iterations/prod/image/nostore"
+        result = _ok(b.post(url, content=photo.read_bytes(), headers={"Content-Type": "application/octet-stream"}))
+        assert {p["tagName"] for p in result["predictions"]} == {"ant", "bee"}
+
+    # Nothing another node needs is on a node's disk: no blob anywhere under the data directories.
+    for data_dir in cluster.data_dirs:
+        assert not [p for p in data_dir.rglob("*") if p.is_file() and "blobs" in p.parts]
+    assert len(cluster.storage.keys(f"{cluster.prefix}/{project_id}/")) > 2 * PER_CLASS  # images + model artifacts
+
+    # Node B goes away (server and worker, kill -9): node A still answers everything, nothing is lost.
+    cluster.serve[1].kill()
+    cluster.workers[1].kill()
+    with pytest.raises(httpx.HTTPError):
+        b.get("/healthz", timeout=3)
+    assert _ok(a.get(f"{TRAINING}/projects/{project_id}/images/count")) == 2 * PER_CLASS
+    url = f"{PREDICTION}/{project_id}/classify/iterations/prod/image/nostore"
+    result = _ok(a.post(url, content=held_out[0].read_bytes(), headers={"Content-Type": "application/octet-stream"}))
+    assert result["predictions"]
