@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from veil.config import Settings
 from veil.store.db import Database
@@ -257,6 +257,19 @@ def recover_interrupted(db: Database) -> list[JobView]:
                 job.error = "interrupted: the Veil process running this job stopped before it finished"
                 recovered.append(_view(job))
     return recovered
+
+
+def queue_depth(db: Database) -> dict[tuple[str, str], int]:
+    """How many jobs wait or run, by (kind, status) — for the metrics; every kind seen gets both statuses."""
+    with db.read_session() as session:
+        rows = session.execute(
+            select(Job.kind, Job.status, func.count())
+            .where(Job.status.in_(("queued", "running")))
+            .group_by(Job.kind, Job.status)
+        ).all()
+    depth = {(kind, status): 0 for kind, _, _ in rows for status in ("queued", "running")}
+    depth.update({(kind, status): int(count) for kind, status, count in rows})
+    return depth
 
 
 def latest_for(db: Database, kind: str, project_id: str) -> list[JobView]:
