@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     orphan_grace_minutes: float = 60.0
     orphan_sweep_interval_minutes: float = 60.0
 
+    # onnxruntime threads per loaded prediction model; 0: onnxruntime's default (one per core). `veil serve
+    # --workers N` sets cores / N, so N processes do not fight over the same cores.
+    prediction_threads: int = 0
+
     # Safe-ingest limits (Custom Vision's: 6 MB per image; Veil accepts sides 16..10,240 px).
     max_image_bytes: int = 6 * MB
     min_image_side: int = 16

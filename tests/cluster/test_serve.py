@@ -51,6 +51,16 @@ def _api_pids(server: VeilProcess) -> set[str]:
     return {line.split("[")[1].split("]")[0] for line in server.output if "Started server process" in line}
 
 
+def _metric(text: str, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
 def test_workers_share_one_port(tmp_path: Path) -> None:
     [port] = free_ports(1)
     server = VeilProcess.serve({"VEIL_DATA_DIR": str(tmp_path / "data")}, "127.0.0.1", port, extra=("--workers", "2"))
@@ -71,6 +81,11 @@ def test_workers_share_one_port(tmp_path: Path) -> None:
             assert set(pool.map(create, range(24))) == {200}
         with httpx.Client(base_url=server.url or "", headers={"Training-Key": key}) as http:
             assert len(http.get(f"{TRAINING}/projects").json()) == 24
+            # Whichever process answers a scrape, it reports the requests of both.
+            for _ in range(4):
+                created = _metric(http.get("/metrics").text, "veil_http_request_duration_seconds_count",
+                                  method="POST", route=f"{TRAINING}/projects", status="200")  # fmt: skip
+                assert created == 24
     finally:
         server.stop()
     assert server.process is not None and server.process.returncode == 0, server.log()

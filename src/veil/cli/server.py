@@ -10,6 +10,7 @@ import functools
 import os
 import ssl
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -143,6 +144,7 @@ def serve(
     if workers == 1:
         from veil.api.app import create_app
 
+        _warm_models(ctx)
         sweeper = _orphan_sweeper(ctx) if worker else None
         try:
             uvicorn.run(create_app(ctx, background=worker), **common)
@@ -151,13 +153,17 @@ def serve(
                 sweeper.stop()
         return
     # Several API processes share the port; queued jobs, retention and the sweep run once, in this parent.
-    ctx.close()
+    # Their metrics meet in one directory, so a scrape of any process reports all of them.
+    metrics_dir = tempfile.TemporaryDirectory(prefix="veil-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.name
+    os.environ.setdefault("VEIL_PREDICTION_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     stoppers = _start_background(ctx) if worker else []
     try:
         uvicorn.run("veil.cli.server:api_app", factory=True, workers=workers, **common)
     finally:
         for stop in reversed(stoppers):
             stop()
+        metrics_dir.cleanup()
 
 
 def api_app() -> Any:
@@ -165,7 +171,24 @@ def api_app() -> Any:
     from veil.api.app import create_app
 
     ctx = AppContext.open(get_settings(), migrate=False)  # the parent migrated before starting us
+    _warm_models(ctx)
     return create_app(ctx, background=False)
+
+
+def _warm_models(ctx: AppContext) -> None:
+    """Load published models from the blob store in the background (a new replica's first answers are fast)."""
+    import logging
+    import threading
+
+    from veil.services.prediction import MODELS
+
+    def warm() -> None:
+        try:
+            MODELS.warm(ctx)
+        except Exception:  # the first prediction loads its model anyway; say why warming failed
+            logging.getLogger("veil.serve").exception("warming the model cache failed")
+
+    threading.Thread(target=warm, name="veil-warm-models", daemon=True).start()
 
 
 def _tls_context(min_version: str, _config: Any, default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
