@@ -3,11 +3,14 @@
     veil train ./my-photos --task classify --out model.zip          # folder per tag → classifier
     veil train ./coco.json --task detect --advanced --minutes 10 --out det.zip
     veil train ./my-photos --backbone lite0 --input-size 224        # smaller, faster model
+    veil train ./my-photos --dp-epsilon 8 [--dp-delta 1e-4]          # differentially private (δ: auto = 1/(10·N))
     veil predict --model model.zip photo1.jpg photo2.jpg [--json]     # onnxruntime only, no server
     veil import ./my-photos --project <id> --url http://127.0.0.1:8080 --key <training key>
 
-`veil train` shows a progress bar, prints the held-out metrics and writes the PR curves (`<out>.pr-<tag>.png`)
-next to the bundle. Bad datasets and bad model files end with one line on stderr and exit code 1.
+`veil train` shows a progress bar, prints the held-out metrics and the privacy table (ε spent, if private, and the
+membership-inference audit of every classifier) and writes the PR curves (`<out>.pr-<tag>.png`) next to the
+bundle. Bad datasets and bad model files end with one line on stderr and exit code 1; a bad privacy request
+(ε ≤ 0, δ outside (0, 1/N), DP for detection) with one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -33,15 +36,19 @@ err_console = Console(stderr=True)
 IMPORT_BATCH = 64
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+    raise typer.Exit(code)
 
 
 @contextmanager
 def _one_line_errors() -> Iterator[None]:
+    from veil.vision.dp import PrivacyInputError
+
     try:
         yield
+    except PrivacyInputError as error:
+        _fail(str(error), code=2)
     except (ValueError, OSError) as error:
         text = str(error).splitlines()[0] if str(error) else error.__class__.__name__
         _fail(text)
@@ -66,9 +73,21 @@ def train_command(
     negative_tag: Annotated[str | None, typer.Option(help="Tag meaning 'none of the others'.")] = None,
     dataset_format: Annotated[str | None, typer.Option("--format", help="Force the dataset format.")] = None,
     threshold: Annotated[float, typer.Option(help="Probability threshold for the printed metrics.")] = 0.5,
+    dp_epsilon: Annotated[
+        float | None, typer.Option("--dp-epsilon", help="Train with differential privacy at this ε (e.g. 8).")
+    ] = None,
+    dp_delta: Annotated[
+        str, typer.Option("--dp-delta", help="δ for --dp-epsilon: a number below 1/N, or auto = 1/(10·N).")
+    ] = "auto",
+    dp_accountant: Annotated[str, typer.Option("--dp-accountant", help="prv (tighter) or rdp.")] = "prv",
+    dp_clip: Annotated[float, typer.Option("--dp-clip", help="Per-image gradient clipping norm.")] = 1.0,
+    audit: Annotated[
+        bool, typer.Option("--audit/--no-audit", help="Membership-inference audit (classification).")
+    ] = True,
 ) -> None:
     """Train a model on a local dataset, evaluate it on held-out images and write an ONNX bundle."""
     with _one_line_errors():
+        budget = _privacy_budget(dp_epsilon, dp_delta, dp_accountant, dp_clip, task, advanced)
         from veil.vision.datasets import load_dataset
         from veil.vision.metrics import performance
         from veil.vision.train import TrainingCancelled, TrainProgress, TrainRequest, train
@@ -86,8 +105,13 @@ def train_command(
             backbone=backbone,
             negative_tag=negative_tag,
             name=out.stem,
+            privacy=budget,
+            audit=audit,
         )
-        console.print(f"{len(samples)} images from {dataset} · task {task} · {'Advanced' if advanced else 'Regular'}")
+        private = f" · differential privacy ε = {budget.epsilon:g}" if budget else ""
+        console.print(
+            f"{len(samples)} images from {dataset} · task {task} · {'Advanced' if advanced else 'Regular'}{private}"
+        )
         columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=False) as bar:
             job = bar.add_task("training", total=100)
@@ -106,9 +130,70 @@ def train_command(
         if result.training_curve:
             out.with_name(f"{out.stem}.training.png").write_bytes(result.training_curve)
         _print_performance(performance(result.evaluation, threshold, 0.5), task)
+        if result.privacy:
+            _print_privacy(result.privacy)
         console.print(
             f"wrote {out} ({len(result.bundle) / 1e6:.1f} MB) in {result.seconds:.1f} s; "
             f"PR curves beside it as {out.stem}.pr-<tag>.png"
+        )
+
+
+def _privacy_budget(epsilon: float | None, delta: str, accountant: str, clip: float, task: str, advanced: bool) -> Any:
+    """The --dp-* flags as a validated `PrivacyBudget` (None without --dp-epsilon); PrivacyInputError → exit 2."""
+    from veil.vision.dp import PrivacyBudget, PrivacyInputError
+
+    if epsilon is None:
+        if delta != "auto":
+            raise PrivacyInputError("--dp-delta needs --dp-epsilon")
+        return None
+    try:
+        parsed_delta = None if delta == "auto" else float(delta)
+    except ValueError:
+        raise PrivacyInputError(f"--dp-delta must be a number or auto, got {delta!r}") from None
+    budget = PrivacyBudget(epsilon, parsed_delta, accountant, clip)
+    budget.validate(task, advanced)
+    return budget
+
+
+def _print_privacy(privacy: Any) -> None:
+    """ε and how it was spent, then the audit's attacks with their 95 % intervals and the verdict."""
+    spent = privacy.differential_privacy
+    table = Table(title="privacy", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    if spent:
+        table.add_row(
+            "differential privacy",
+            f"ε = {spent.epsilon:.3g}, δ = {spent.delta:.1e} (target ε {spent.target_epsilon:g})",
+        )
+        table.add_row("accountant", spent.accountant.upper())
+        table.add_row("clipping norm", f"{spent.max_grad_norm:g}")
+        table.add_row("noise multiplier", f"{spent.noise_multiplier:.4g}")
+        table.add_row("sampling rate", f"{spent.sample_rate:.4g} · {spent.steps} steps ({spent.epochs:g} epochs)")
+        table.add_row("ε covers", spent.covers)
+    else:
+        table.add_row("differential privacy", "not used (ε = ∞); add --dp-epsilon 8 to train privately")
+    console.print(table)
+    audit = privacy.audit
+    if not audit:
+        return
+    title = (
+        f"membership-inference audit · {audit.members} member / {audit.non_members} non-member pairs · "
+        f"{audit.reference_models} reference models · {audit.seconds:g} s"
+    )
+    attacks = Table(title=title)
+    for column in ("attack", "AUC [95 % CI]", "TPR @ 0.1 % FPR", "TPR @ 1 % FPR"):
+        attacks.add_column(column, justify="left" if column == "attack" else "right")
+    for attack in audit.attacks:
+        attacks.add_row(attack.name, str(attack.auc), str(attack.tpr_at_0_1_fpr), str(attack.tpr_at_1_fpr))
+    console.print(attacks)
+    console.print(audit.verdict, highlight=False)
+    if audit.min_measurable_fpr > 0.001:
+        console.print(
+            f"(with {audit.non_members} held-out images the smallest measurable FPR is "
+            f"{audit.min_measurable_fpr:.2%}: TPR @ 0.1 % FPR is the TPR at zero false alarms)",
+            style="dim",
+            highlight=False,
         )
 
 

@@ -31,21 +31,29 @@ class TrainingCancelled(RuntimeError):
 
 
 class ClassifierNetwork(nn.Module):
-    """Backbone → dropout → linear → softmax/sigmoid. Its output is what the ONNX graph returns."""
+    """Backbone → dropout → linear → softmax/sigmoid. Its output is what the ONNX graph returns. `normalize`:
+    the head sees L2-normalized embeddings (differentially private heads are trained that way, veil.vision.dp_train).
+    """
 
-    def __init__(self, backbone: EfficientNetLite, classes: int, multilabel: bool, dropout: float = 0.2) -> None:
+    def __init__(
+        self, backbone: EfficientNetLite, classes: int, multilabel: bool, dropout: float = 0.2, normalize: bool = False
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(EMBEDDING_SIZE, classes)
         self.multilabel = multilabel
+        self.normalize = normalize
+
+    def _embedding(self, pooled: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(pooled, dim=1, eps=1e-12) if self.normalize else pooled
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.backbone.pooled(x)))
+        return self.head(self.dropout(self._embedding(self.backbone.pooled(x))))
 
     def logits_from_prefix(self, c3: torch.Tensor) -> torch.Tensor:
         """Logits from the frozen prefix's output (training runs the prefix in onnxruntime)."""
-        return self.head(self.dropout(self.backbone.head(self.backbone.suffix(c3)[-1])))
+        return self.head(self.dropout(self._embedding(self.backbone.head(self.backbone.suffix(c3)[-1]))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.logits(x)

@@ -39,6 +39,7 @@ class ModelCard:
     metrics: dict[str, Any]
     training: dict[str, Any] = field(default_factory=dict)
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    privacy: dict[str, Any] = field(default_factory=dict)  # veil.vision.dp.PrivacyReport.to_dict()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -72,8 +73,53 @@ class ModelCard:
             "",
             *[f"- {key}: {value}" for key, value in sorted(self.preprocessing.items())],
             "",
+            *_privacy_markdown(self.privacy),
         ]
         return "\n".join(lines)
+
+
+def _privacy_markdown(privacy: dict[str, Any]) -> list[str]:
+    """The card's privacy section: ε and how it was spent, then the membership-inference audit."""
+    if not privacy:
+        return []
+    lines = ["## Privacy", ""]
+    spent = privacy.get("differential_privacy")
+    if spent:
+        lines += [
+            f"- Differential privacy: ε = {spent['epsilon']:.3g}, δ = {spent['delta']:.1e} "
+            f"({spent['accountant'].upper()} accountant; target ε {spent['target_epsilon']:g})",
+            f"- Mechanism: {spent['mechanism']}",
+            f"- Clipping norm {spent['max_grad_norm']:g}, noise multiplier {spent['noise_multiplier']:.4g}, "
+            f"sampling rate {spent['sample_rate']:.4g}, {spent['steps']} steps ({spent['epochs']:g} epochs)",
+            f"- ε covers: {spent['covers']}",
+        ]
+    else:
+        lines.append("- Differential privacy: not used (ε = ∞)")
+    audit = privacy.get("audit")
+    if audit:
+        lines += [
+            "",
+            f"### Membership-inference audit ({audit['members']} member / {audit['non_members']} non-member "
+            f"pairs, {audit['seconds']:g} s)",
+            "",
+            audit["verdict"],
+            "",
+            "| attack | AUC [95 % CI] | TPR @ 0.1 % FPR | TPR @ 1 % FPR |",
+            "|---|---|---|---|",
+            *[
+                f"| {a['name']} | {_interval(a['auc'])} | {_interval(a['tpr_at_0_1_fpr'])} | "
+                f"{_interval(a['tpr_at_1_fpr'])} |"
+                for a in audit["attacks"]
+            ],
+            "",
+            f"The smallest measurable FPR with {audit['non_members']} non-members is "
+            f"{audit['min_measurable_fpr']:.2%}.",
+        ]
+    return [*lines, ""]
+
+
+def _interval(value: dict[str, float]) -> str:
+    return f"{value['value']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
 
 
 def _format(value: Any) -> str:
@@ -103,6 +149,15 @@ def export_onnx(module: torch.nn.Module, info: ModelInfo, output_names: list[str
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     model.doc_string = f"Veil {info.task} model; labels: {', '.join(info.labels)}"
+    return bytes(model.SerializeToString())
+
+
+def add_metadata(onnx_bytes: bytes, entries: dict[str, str]) -> bytes:
+    """The same graph with more `metadata_props` (e.g. "veil.privacy", known only after training)."""
+    model = onnx.load_from_string(onnx_bytes)
+    for key, value in entries.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
     return bytes(model.SerializeToString())
 
 

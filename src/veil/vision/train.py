@@ -19,6 +19,7 @@ Minimum data (Custom Vision's rule): 5 images per tag for classification, 15 for
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 import veil
-from veil.vision import classify, detect
+from veil.vision import classify, detect, membership
 from veil.vision.backbone import MEAN, STD, FrozenRunner, pretrained_backbone
 from veil.vision.classify import TrainingCancelled
 from veil.vision.data import (
@@ -45,7 +46,8 @@ from veil.vision.data import (
     to_normalized_ltwh,
     to_pixel_xyxy,
 )
-from veil.vision.export import ModelCard, export_onnx, make_bundle
+from veil.vision.dp import PrivacyBudget, PrivacyReport
+from veil.vision.export import ModelCard, add_metadata, export_onnx, make_bundle
 from veil.vision.metrics import Evaluation, ImageResult, Performance, ScoredBox, performance
 from veil.vision.plots import pr_curve_png, training_curve_png
 from veil.vision.runtime import ModelInfo, load_model
@@ -93,6 +95,8 @@ class TrainRequest:
     name: str = "veil-model"
     threads: int | None = None
     test_keys: list[str] | None = None  # evaluate on exactly these images (a fixed test set) instead of a split
+    privacy: PrivacyBudget | None = None  # differential privacy (veil.vision.dp); None: not private
+    audit: bool = True  # membership-inference audit of the iteration (veil.vision.membership)
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ class TrainResult:
     training_curve: bytes | None = None
     seconds: float = 0.0
     settings: dict[str, object] = field(default_factory=dict)
+    privacy: PrivacyReport | None = None  # ε spent (if private) and the membership audit (classification)
 
     @property
     def per_image(self) -> list[ImageResult]:
@@ -211,6 +216,8 @@ def train(
     started = time.monotonic()
     labels = _labels_for(request)
     samples = _validate(request, labels)
+    if request.privacy:
+        request.privacy.validate(request.task, request.advanced, len(samples))
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(request.threads or _training_threads())
     try:
@@ -275,7 +282,10 @@ def _train_classification_regular(
     progress: ProgressCallback | None,
     should_cancel: Callable[[], bool] | None,
 ) -> TrainResult:
-    report = _Reporter(progress, {"features": (0.0, 0.8), "fitting": (0.8, 0.9), "export": (0.9, 1.0)})
+    from veil.vision.dp_train import LinearHead
+
+    stages = {"features": (0.0, 0.75), "fitting": (0.75, 0.87), "audit": (0.87, 0.97), "export": (0.97, 1.0)}
+    report = _Reporter(progress, stages)
     classes = _class_names(request, labels)
     info = _classifier_info(request, classes)
     multilabel = request.task == "multilabel"
@@ -287,40 +297,47 @@ def _train_classification_regular(
     )
     targets = _targets(request, samples, classes)
     plan = _plan(request, samples, kfold_below=60)
+    head = LinearHead(embeddings, targets, multilabel, len(classes), request.privacy, request.seed, should_cancel)
     results: list[ImageResult] = []
+    audited: list[membership.AuditTarget] = []
     for fold, held_out in enumerate(plan.folds):
         if should_cancel and should_cancel():
             raise TrainingCancelled("training cancelled")
         train_idx = plan.train_indices(fold, len(samples))
-        layer = _fit_views(embeddings[train_idx], targets[train_idx], multilabel, request.seed)
-        rows = classify.linear_probabilities(layer, embeddings[held_out, 0], multilabel)
+        layer = head.fit(train_idx)
+        rows = head.probabilities(layer, held_out)
         results.extend(
             _classification_result(samples[i], fold, classes, row) for i, row in zip(held_out, rows, strict=True)
         )
+        audited.append(membership.AuditTarget(head.logits(layer), train_idx, held_out))
         report("fitting", (fold + 1) / len(plan.folds))
-    final = _fit_views(embeddings, targets, multilabel, request.seed)
-    network = classify.ClassifierNetwork(backbone, len(classes), multilabel)
+    final = head.fit(range(len(samples)))
+    audit = None
+    if request.audit:
+        # The delivered model trained on every image, so it has no non-members: the audit attacks the evaluation
+        # models (the same procedure without the held-out images), with reference models of that procedure.
+        audit = membership.audit(
+            audited,
+            targets,
+            multilabel,
+            head.reference_logits,
+            seed=request.seed,
+            on_progress=lambda fraction: report("audit", fraction),
+            should_cancel=should_cancel,
+        )
+    network = classify.ClassifierNetwork(backbone, len(classes), multilabel, normalize=head.normalize)
     network.head.load_state_dict(final.state_dict())
     report("export", 0.0)
     onnx_bytes = export_onnx(network, info, ["probabilities"])
     evaluation = Evaluation(request.task, plan.method, classes, results, request.negative_tag)
-    settings = {
-        "mode": "regular",
-        "method": f"frozen {_backbone(request)} features (image + mirror) + L-BFGS logistic regression",
-        "input_size": info.input_width,
-        "seed": request.seed,
-    }
-    result = _finish(request, samples, onnx_bytes, info, evaluation, settings)
+    method = f"frozen {_backbone(request)} features (image + mirror) + L-BFGS logistic regression"
+    if head.spent:
+        method = f"frozen {_backbone(request)} features (image + mirror, L2-normalized) + DP-SGD logistic regression"
+    settings = {"mode": "regular", "method": method, "input_size": info.input_width, "seed": request.seed}
+    privacy = PrivacyReport(head.spent, audit)
+    result = _finish(request, samples, onnx_bytes, info, evaluation, settings, privacy)
     report("export", 1.0)
     return result
-
-
-def _fit_views(embeddings: np.ndarray, targets: np.ndarray, multilabel: bool, seed: int) -> torch.nn.Linear:
-    """Fit on every augmentation view of the given images (each view keeps its image's target)."""
-    views = embeddings.shape[1]
-    features = embeddings.reshape(-1, embeddings.shape[2])
-    repeated = np.repeat(targets, views, axis=0)
-    return classify.fit_linear(features, repeated, multilabel, seed=seed)
 
 
 def _plan(request: TrainRequest, samples: list[Sample], kfold_below: int, folds: int = 5) -> EvaluationPlan:
@@ -576,6 +593,7 @@ def _finish(
     info: ModelInfo,
     evaluation: Evaluation,
     settings: Mapping[str, object],
+    privacy: PrivacyReport | None = None,
 ) -> TrainResult:
     summary = performance(evaluation, 0.5, 0.5)
     counts = Counter(tag for sample in samples for tag in sample.tags())
@@ -598,6 +616,7 @@ def _finish(
         evaluation_method=evaluation.method,
         metrics=metrics,
         training={**settings, "backbone": _backbone(request)},
+        privacy=privacy.to_dict() if privacy else {},
         preprocessing={
             "input": f"{info.input_width}x{info.input_height}",
             "resize": info.resize_mode,
@@ -607,6 +626,8 @@ def _finish(
         },
     )
     curves = {tag.tag: pr_curve_png(evaluation, tag.tag, 0.5, tag.average_precision) for tag in summary.per_tag}
+    if privacy:
+        onnx_bytes = add_metadata(onnx_bytes, {"veil.privacy": json.dumps(privacy.summary(), sort_keys=True)})
     return TrainResult(
         onnx=onnx_bytes,
         bundle=b"",
@@ -617,4 +638,5 @@ def _finish(
         pr_curves=curves,
         model_card=card,
         settings=dict(settings),
+        privacy=privacy,
     )

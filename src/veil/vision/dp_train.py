@@ -1,0 +1,212 @@
+"""Differentially private training with Opacus (imports torch: training only). Types and accounting: `veil.vision.dp`.
+
+    trainer = LinearHead(embeddings, targets, multilabel=False, classes=2, budget=PrivacyBudget(8.0), seed=0)
+    layer = trainer.fit(range(len(targets)))      # DP-SGD on every image; trainer.spent is its PrivacySpent
+    trainer.logits(layer)                         # (images, classes) on view 0, what the exported graph computes
+
+Regular classification: the linear head on frozen embeddings. Each image is embedded under two views (as served
+and mirrored); its gradient is the mean over its views, clipped once, so adding or removing one image changes the
+noisy sum by at most C. The head sees L2-normalized embeddings (a per-image operation, free of privacy cost),
+which bounds every gradient and lets one clipping norm fit every backbone; the exported graph normalizes too
+(`ClassifierNetwork(normalize=True)`). Without a budget the same class fits the non-private L-BFGS head, so the
+audit attacks exactly the procedure the iteration used.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from veil.vision import classify
+from veil.vision.dp import PrivacyBudget, PrivacySpent, epsilon_spent, noise_multiplier_for
+
+
+@dataclass(frozen=True)
+class DPHyperparameters:
+    """DP-SGD settings of the linear head (chosen by cross-validation on the ants/bees train split only;
+    docs/BENCHMARKS.md)."""
+
+    # 5-fold CV on ants/bees train at ε = 8: 10 epochs 0.963 (all 245) / 0.950 (30 per tag) vs 60 epochs
+    # 0.951 / 0.783 (more steps need more noise per step); non-private L-BFGS 0.971 / 0.967
+    epochs: int = 10
+    batch_size: int = 256  # expected (Poisson) batch; capped at N so the sampling rate q ≤ 1 (full-batch DP-GD)
+    learning_rate: float = 2.0
+    momentum: float = 0.9
+
+
+def _opacus_version() -> str:
+    import opacus
+
+    return str(opacus.__version__)
+
+
+def normalized(features: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm: bounds every gradient before clipping and makes one C fit all backbones."""
+    norms = np.linalg.norm(features, axis=-1, keepdims=True)
+    return np.asarray(features / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+class _ViewsHead(nn.Module):
+    """(batch, views, D) → (batch, views, classes): one linear layer; Opacus sums per-sample grads over views."""
+
+    def __init__(self, features: int, classes: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(features, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+def _per_image_loss(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """Each image's loss, averaged over its views (so one image = one clipped gradient)."""
+    batch, views, classes = logits.shape
+    flat = logits.reshape(batch * views, classes)
+    if multilabel:
+        expanded = targets.float().repeat_interleave(views, dim=0)
+        loss = nn.functional.binary_cross_entropy_with_logits(flat, expanded, reduction="none").sum(dim=1)
+    else:
+        loss = nn.functional.cross_entropy(flat, targets.long().repeat_interleave(views), reduction="none")
+    return loss.reshape(batch, views).mean(dim=1)
+
+
+def fit_linear_dp(
+    embeddings: np.ndarray,
+    targets: np.ndarray,
+    multilabel: bool,
+    classes: int,
+    budget: PrivacyBudget,
+    seed: int,
+    settings: DPHyperparameters | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    delta: float | None = None,
+) -> tuple[nn.Linear, PrivacySpent]:
+    """DP-SGD logistic regression on (images, views, D) embeddings (L2-normalized here); deterministic per seed.
+    The returned layer expects normalized embeddings (`ClassifierNetwork(..., normalize=True)`)."""
+    from opacus import PrivacyEngine  # imported here: loading Opacus costs a second that non-private runs skip
+
+    settings = settings or DPHyperparameters()
+    images = len(embeddings)
+    delta = budget.delta_for(images) if delta is None else delta
+    batch_size = min(settings.batch_size, images)
+    sample_rate = batch_size / images
+    steps = max(1, round(settings.epochs / sample_rate))
+    sigma = noise_multiplier_for(budget, delta, sample_rate, steps)
+    torch.manual_seed(seed)
+    features = torch.from_numpy(normalized(embeddings))
+    labels = torch.from_numpy(targets.astype(np.float32) if multilabel else targets.astype(np.int64))
+    head = _ViewsHead(features.shape[-1], classes)
+    nn.init.zeros_(head.linear.weight)
+    nn.init.zeros_(head.linear.bias)
+    optimizer = torch.optim.SGD(head.parameters(), lr=settings.learning_rate, momentum=settings.momentum)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(features, labels),
+        batch_size=batch_size,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    with warnings.catch_warnings():
+        # "secure RNG off": seeded on purpose (reproducible iterations, --seed); the noise is still N(0, σ²C²)
+        warnings.simplefilter("ignore")
+        engine = PrivacyEngine(accountant=budget.accountant)
+        model, dp_optimizer, dp_loader = engine.make_private(
+            module=head,
+            optimizer=optimizer,
+            data_loader=loader,
+            noise_multiplier=sigma,
+            max_grad_norm=budget.max_grad_norm,
+            noise_generator=torch.Generator().manual_seed(seed + 1),
+        )
+        done = 0
+        while done < steps:
+            for x, y in dp_loader:
+                if should_cancel and should_cancel():
+                    raise classify.TrainingCancelled("training cancelled")
+                dp_optimizer.zero_grad()
+                loss = _per_image_loss(model(x), y, multilabel).sum() / max(1, len(x))
+                loss.backward()
+                dp_optimizer.step()
+                done += 1
+                if done >= steps:
+                    break
+    # read back what the engine's accountant recorded: one (σ, q) pair, once per optimizer step taken
+    ((recorded_sigma, recorded_rate, recorded_steps),) = engine.accountant.history
+    spent = epsilon_spent(budget.accountant, recorded_sigma, recorded_rate, recorded_steps, delta)
+    layer = nn.Linear(features.shape[-1], classes)
+    layer.load_state_dict(head.linear.state_dict())
+    return layer, PrivacySpent(
+        epsilon=round(float(spent), 4),
+        delta=delta,
+        target_epsilon=budget.epsilon,
+        accountant=budget.accountant,
+        max_grad_norm=budget.max_grad_norm,
+        noise_multiplier=round(sigma, 5),
+        sample_rate=round(sample_rate, 6),
+        steps=steps,
+        epochs=round(steps * sample_rate, 2),
+        images=images,
+        mechanism=f"DP-SGD, per-image clipping, Poisson sampling (Opacus {_opacus_version()}) on a linear head "
+        "over frozen, L2-normalized embeddings",
+    )
+
+
+class LinearHead:
+    """Fits Regular classification's head on any subset of the images, privately or not, with one procedure."""
+
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        targets: np.ndarray,
+        multilabel: bool,
+        classes: int,
+        budget: PrivacyBudget | None,
+        seed: int,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> None:
+        self.embeddings, self.targets, self.multilabel, self.classes = embeddings, targets, multilabel, classes
+        self.budget, self.seed, self.should_cancel = budget, seed, should_cancel
+        self.spent: PrivacySpent | None = None
+        # what the head sees at prediction time: view 0 (the image as served), normalized under DP
+        self.served = normalized(embeddings[:, 0]) if budget else embeddings[:, 0]
+
+    @property
+    def normalize(self) -> bool:
+        return self.budget is not None
+
+    def fit(self, indices: Sequence[int], seed: int | None = None) -> nn.Linear:
+        chosen = np.asarray(list(indices), dtype=np.int64)
+        seed = self.seed if seed is None else seed
+        if self.budget is None:
+            views = self.embeddings.shape[1]
+            features = self.embeddings[chosen].reshape(-1, self.embeddings.shape[2])
+            return classify.fit_linear(
+                features, np.repeat(self.targets[chosen], views, axis=0), self.multilabel, seed=seed
+            )
+        # δ from the whole training set, so every fit (folds, delivered model, references) shares one setting
+        layer, self.spent = fit_linear_dp(
+            self.embeddings[chosen],
+            self.targets[chosen],
+            self.multilabel,
+            self.classes,
+            self.budget,
+            seed,
+            should_cancel=self.should_cancel,
+            delta=self.budget.delta_for(len(self.embeddings)),
+        )
+        return layer
+
+    def logits(self, layer: nn.Linear, indices: Sequence[int] | None = None) -> np.ndarray:
+        rows = self.served if indices is None else self.served[np.asarray(list(indices), dtype=np.int64)]
+        with torch.no_grad():
+            return layer(torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))).double().numpy()
+
+    def probabilities(self, layer: nn.Linear, indices: Sequence[int]) -> np.ndarray:
+        logits = torch.from_numpy(self.logits(layer, indices))
+        return (torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)).numpy()
+
+    def reference_logits(self, indices: list[int], seed: int) -> np.ndarray:
+        """The audit's reference model: the same procedure on `indices`, scored on every image."""
+        return self.logits(self.fit(indices, seed))

@@ -1,0 +1,77 @@
+"""Membership-inference audit: its statistics against independent implementations, and on real iterations: an
+overfit non-private head is caught, a differentially private one much less (so the audit can fail a model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import mannwhitneyu
+from tests.vision.conftest import ants_bees
+
+from veil.vision import membership
+from veil.vision.dp import PrivacyBudget
+from veil.vision.train import TrainRequest, TrainResult, train
+
+
+def test_auc_equals_mann_whitney_u_over_pairs_including_ties() -> None:
+    rng = np.random.default_rng(1)
+    members = np.round(rng.normal(0.4, 1, 300), 1)  # rounded: plenty of ties
+    non_members = np.round(rng.normal(0.0, 1, 200), 1)
+    u = mannwhitneyu(members, non_members).statistic
+    assert membership.auc(members, non_members) == pytest.approx(u / (300 * 200), abs=1e-12)
+
+
+def test_tpr_at_fpr_never_exceeds_the_allowed_false_alarms() -> None:
+    non_members = np.arange(100, dtype=float)  # one false alarm allowed at 1 %: the threshold sits at 98
+    members = np.array([98.5, 99.5, 100.5, 50.0])
+    assert membership.tpr_at_fpr(members, non_members, 0.01) == 0.75
+    assert membership.tpr_at_fpr(members, non_members, 0.001) == 0.5  # zero false alarms: 99.5 and 100.5
+    flagged = members > 98
+    assert flagged.sum() / len(members) == 0.75 and (non_members > 98).mean() <= 0.01
+
+
+def test_reference_models_each_see_exactly_half_of_the_images() -> None:
+    inside = membership.balanced_halves(41, 8, seed=3)
+    assert inside.shape == (8, 41) and set(inside.sum(axis=0)) == {4}
+    assert not (inside[0] & inside[1]).any() and (inside[0] | inside[1]).all()
+
+
+def test_perfectly_separated_scores_give_auc_1_and_verdict_of_leakage() -> None:
+    result = membership.attack_result("toy", "", np.linspace(5, 6, 50), np.linspace(0, 1, 50), seed=0)
+    assert result.auc.value == 1.0 and result.tpr_at_1_fpr.value == 1.0
+    assert "leaks" in membership.verdict([result], 50)
+
+
+@pytest.fixture(scope="module")
+def audited() -> dict[str, TrainResult]:
+    """A tiny set (29 images per tag: 5-fold cross-validation, so every image is a non-member once) trained to
+    convergence without regularization to speak of (200 L-BFGS iterations), and the same images at ε = 1."""
+    samples = ants_bees("train", 29, skip=30)
+
+    def run(privacy: PrivacyBudget | None) -> TrainResult:
+        return train(TrainRequest("classify", samples, seed=11, input_size=96, privacy=privacy))
+
+    return {"plain": run(None), "private": run(PrivacyBudget(1.0))}
+
+
+def _attack(result: TrainResult, name: str) -> membership.AttackResult:
+    assert result.privacy is not None and result.privacy.audit is not None
+    return next(a for a in result.privacy.audit.attacks if a.name == name)
+
+
+def test_audit_catches_the_overfit_non_private_head(audited: dict[str, TrainResult]) -> None:
+    report = audited["plain"].privacy.audit  # type: ignore[union-attr]
+    assert report is not None
+    assert report.non_members == 58 and report.members == 4 * 58 and report.reference_models == 8
+    lira = _attack(audited["plain"], "LiRA")
+    assert lira.auc.value >= 0.75 and lira.auc.low > 0.6, lira
+    assert lira.tpr_at_1_fpr.value > 0.05
+    assert "leak" in report.verdict
+
+
+def test_differential_privacy_lowers_what_the_audit_finds(audited: dict[str, TrainResult]) -> None:
+    plain, private = _attack(audited["plain"], "LiRA"), _attack(audited["private"], "LiRA")
+    assert private.auc.value <= plain.auc.value - 0.15, (plain, private)
+    assert private.auc.value < 0.65
+    report = audited["private"].privacy.audit  # type: ignore[union-attr]
+    assert report is not None and report.seconds > 0
