@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     orphan_grace_minutes: float = 60.0
     orphan_sweep_interval_minutes: float = 60.0
 
+    # A job's lease: a worker renews it every 2 s; one not renewed for this long is taken over by another worker
+    # (the job runs again there), up to `job_max_attempts` claims in all.
+    job_lease_seconds: float = 60.0
+    job_max_attempts: int = 3
+
     # onnxruntime threads per loaded prediction model; 0: onnxruntime's default (one per core). `veil serve
     # --workers N` sets cores / N, so N processes do not fight over the same cores.
     prediction_threads: int = 0

@@ -148,7 +148,7 @@ def test_restart_recovery_fails_jobs_of_dead_workers_only(db: Database) -> None:
             assert job is not None
             job.claimed_by = owner
             job.heartbeat_at = utcnow() - (timedelta(minutes=10) if job_id == stale_remote else timedelta())
-    recovered = {job.id for job in queue.recover_interrupted(db)}
+    recovered = {job.id for job in queue.recover_interrupted(db).failed}
     zombie.wait()
     assert recovered == {dead_local, zombie_local, stale_remote}
     assert queue.load(db, dead_local).status == "failed"

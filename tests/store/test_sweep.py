@@ -9,7 +9,7 @@ from pathlib import Path
 from veil.store.blobs import BlobStore
 from veil.store.db import Database
 from veil.store.models import Export, Image, Iteration, Prediction, Project, new_id
-from veil.store.sweep import orphan_sweep_loop, referenced_blob_ids, sweep_orphans
+from veil.store.sweep import PeriodicTask, referenced_blob_ids, sweep_orphans
 
 GRACE_S = 600.0
 
@@ -78,7 +78,7 @@ def test_sweep_empties_what_a_deleted_project_left(blobs: BlobStore, tmp_path: P
 def test_sweep_runs_at_start_and_periodically(blobs: BlobStore, tmp_path: Path) -> None:
     db = _database(tmp_path)
     project_id = _project(db)
-    loop = orphan_sweep_loop(db, blobs, grace_s=0.0, interval_s=0.2)
+    loop = PeriodicTask("sweep", lambda: sweep_orphans(db, blobs, grace_s=0.0), interval_s=0.2)
     loop.start()
     try:
         blobs.put(project_id, new_id(), b"orphan")

@@ -25,7 +25,7 @@ from veil.security.crypto import CryptoError
 from veil.services.context import AppContext
 from veil.services.errors import ServiceError
 from veil.store.db import DatabaseError
-from veil.store.sweep import PeriodicTask, orphan_sweep_loop
+from veil.store.sweep import PeriodicTask, sweep_orphans
 
 err_console = Console(stderr=True)
 console = Console()
@@ -198,10 +198,17 @@ def _tls_context(min_version: str, _config: Any, default_factory: Callable[[], s
 
 
 def _orphan_sweeper(ctx: AppContext) -> PeriodicTask:
-    """The orphan sweep, now and then periodically (blobs of writes whose row never committed)."""
+    """The orphan sweep (blobs of writes whose row never committed), now and then periodically, in one process
+    of the cluster at a time (the `orphan-sweep` lease)."""
+    from veil.jobs.leases import leased_task
+
     settings = ctx.settings
-    sweeper = orphan_sweep_loop(
-        ctx.db, ctx.blobs, settings.orphan_grace_minutes * 60, settings.orphan_sweep_interval_minutes * 60
+    grace_s = settings.orphan_grace_minutes * 60
+    sweeper = leased_task(
+        ctx.db,
+        "orphan-sweep",
+        lambda: sweep_orphans(ctx.db, ctx.blobs, grace_s),
+        settings.orphan_sweep_interval_minutes * 60,
     )
     sweeper.start()
     return sweeper

@@ -51,6 +51,7 @@ class JobView:
     finished_at: datetime | None
     payload: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0  # claims so far (more than 1: retried after a worker was lost)
 
 
 def _view(job: Job) -> JobView:
@@ -70,6 +71,7 @@ def _view(job: Job) -> JobView:
         finished_at=job.finished_at,
         payload=dict(job.payload or {}),
         result=dict(job.result or {}),
+        attempts=job.attempts or 0,
     )
 
 
@@ -137,7 +139,14 @@ def _claim_guarded_update(db: Database, worker: str, kinds: tuple[str, ...] | No
             claimed = session.execute(
                 update(Job)
                 .where(Job.id == candidate.id, Job.status == "queued")
-                .values(status="running", claimed_by=worker, started_at=now, heartbeat_at=now, stage="starting")
+                .values(
+                    status="running",
+                    claimed_by=worker,
+                    started_at=now,
+                    heartbeat_at=now,
+                    stage="starting",
+                    attempts=Job.attempts + 1,
+                )
             )
             if getattr(claimed, "rowcount", 0) == 1:
                 session.flush()
@@ -155,15 +164,28 @@ def _mark_running(job: Job, worker: str) -> None:
         now,
         "starting",
     )
+    job.attempts = (job.attempts or 0) + 1
 
 
-def heartbeat(db: Database, job_id: str, worker: str) -> None:
+def _held_by(owner: str):  # type: ignore[no-untyped-def]
+    """The claim of `owner` (`host:pid`), whichever job process it has spawned since (`host:pid:child`)."""
+    return (Job.claimed_by == owner) | Job.claimed_by.startswith(f"{owner}:", autoescape=True)
+
+
+def claim_belongs_to(claimed_by: str | None, owner: str) -> bool:
+    """Whether a job's `claimed_by` is `owner` (`host:pid`) or a job process it spawned (`host:pid:child`)."""
+    return claimed_by == owner or (claimed_by or "").startswith(f"{owner}:")
+
+
+def heartbeat(db: Database, job_id: str, worker: str, owner: str | None = None) -> bool:
+    """Renew the job's lease; False when `owner` no longer holds it (it was recovered and handed to another
+    worker while this one was cut off): the caller must stop working on it."""
+    query = update(Job).where(Job.id == job_id, Job.status == "running")
+    if owner is not None:
+        query = query.where(_held_by(owner))
     with db.session() as session:
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == "running")
-            .values(heartbeat_at=utcnow(), claimed_by=worker)
-        )
+        renewed = session.execute(query.values(heartbeat_at=utcnow(), claimed_by=worker))
+        return getattr(renewed, "rowcount", 0) == 1
 
 
 def report_progress(db: Database, job_id: str, stage: str, percent: float, eta_seconds: float | None) -> None:
@@ -199,12 +221,22 @@ def request_cancel(db: Database, job_id: str) -> JobView:
         return _view(job)
 
 
-def finish(db: Database, job_id: str, status: str, message: str = "", result: dict[str, Any] | None = None) -> None:
+def finish(
+    db: Database,
+    job_id: str,
+    status: str,
+    message: str = "",
+    result: dict[str, Any] | None = None,
+    owner: str | None = None,
+) -> None:
+    """Settle a job; with `owner`, only while that worker still holds it (a retried job is another's now)."""
     if status not in FINAL_STATUSES:
         raise ValueError(f"{status!r} is not a final job status ({', '.join(sorted(FINAL_STATUSES))})")
     with db.session() as session:
-        job = session.get(Job, job_id)
+        job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
         if job is None or job.status in FINAL_STATUSES:
+            return
+        if owner is not None and not claim_belongs_to(job.claimed_by, owner):
             return
         job.status, job.finished_at = status, utcnow()
         if status == "succeeded":
@@ -244,19 +276,37 @@ def _local_process_gone(claimed_by: str) -> bool:
     return not any(_pid_alive(int(pid)) for pid in pids.split(":") if pid.isdigit())
 
 
-def recover_interrupted(db: Database) -> list[JobView]:
-    """Mark `failed` every running job whose worker is gone (dead local pid, or a stale remote heartbeat)."""
-    stale_before = utcnow() - STALE_AFTER
-    recovered: list[JobView] = []
+@dataclass(frozen=True)
+class Recovered:
+    """Jobs whose worker is gone: `requeued` ones run again elsewhere, `failed` ones used up their attempts."""
+
+    requeued: list[JobView]
+    failed: list[JobView]
+
+
+def recover_interrupted(db: Database, stale_after: timedelta = STALE_AFTER, max_attempts: int = 1) -> Recovered:
+    """Settle every running job whose worker is gone (a dead local pid, or a lease — heartbeat — older than
+    `stale_after`): back to `queued` while it has attempts left, else `failed`."""
+    stale_before = utcnow() - stale_after
+    requeued: list[JobView] = []
+    failed: list[JobView] = []
     with db.session() as session:
-        for job in session.scalars(select(Job).where(Job.status == "running")):
+        for job in session.scalars(select(Job).where(Job.status == "running").with_for_update()):
             gone = _local_process_gone(job.claimed_by or "") if job.claimed_by else True
             stale = job.heartbeat_at is None or job.heartbeat_at < stale_before
-            if gone or stale:
+            if not (gone or stale):
+                continue
+            lost_by = job.claimed_by or "an unknown worker"
+            if job.cancel_requested or (job.attempts or 0) >= max_attempts:
                 job.status, job.finished_at = "failed", utcnow()
                 job.error = "interrupted: the Veil process running this job stopped before it finished"
-                recovered.append(_view(job))
-    return recovered
+                failed.append(_view(job))
+                continue
+            job.status, job.claimed_by, job.heartbeat_at, job.started_at = "queued", None, None, None
+            job.stage, job.progress, job.eta_seconds = "retrying", 0.0, None
+            job.error = f"attempt {job.attempts} lost ({lost_by} stopped); retrying"[:4000]
+            requeued.append(_view(job))
+    return Recovered(requeued=requeued, failed=failed)
 
 
 def queue_depth(db: Database) -> dict[tuple[str, str], int]:

@@ -17,11 +17,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from veil.jobs.leases import holder_identity, release, try_acquire
 from veil.store.blobs import BlobStore
 from veil.store.db import Database
 from veil.store.models import Image, Prediction, utcnow
 
 log = logging.getLogger("veil.retention")
+RETENTION_LEASE = "retention"
 BATCH = 500
 
 
@@ -68,10 +70,12 @@ def _purge(db: Database, blobs: BlobStore, model: type[Image] | type[Prediction]
 
 
 class RetentionLoop:
-    """Runs `purge_expired` every `interval_s` seconds in a daemon thread until `stop()`."""
+    """Runs `purge_expired` every `interval_s` seconds in a daemon thread until `stop()` — in one process of the
+    cluster at a time: the holder of the `retention` lease (`veil.jobs.leases`)."""
 
     def __init__(self, db: Database, blobs: BlobStore, interval_s: float = 3600.0) -> None:
         self.db, self.blobs, self.interval_s = db, blobs, interval_s
+        self.holder = holder_identity()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: PurgeReport | None = None
@@ -84,11 +88,16 @@ class RetentionLoop:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+        try:
+            release(self.db, RETENTION_LEASE, self.holder)
+        except Exception:
+            log.exception("could not release the retention lease (it expires by itself)")
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.last = purge_expired(self.db, self.blobs)
+                if try_acquire(self.db, RETENTION_LEASE, self.holder, ttl_s=2 * self.interval_s):
+                    self.last = purge_expired(self.db, self.blobs)
             except Exception:
                 log.exception("retention purge failed")
             self._stop.wait(self.interval_s)

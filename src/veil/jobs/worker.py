@@ -21,6 +21,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from veil.config import Settings
 from veil.jobs import queue
@@ -66,7 +67,7 @@ class _Throttle:
         return False
 
 
-def _child_main(settings: Settings, job_id: str) -> None:
+def _child_main(settings: Settings, job_id: str, owner: str | None = None) -> None:
     """Entry point of the spawned process: run one job's handler, settling the job row itself."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [job] %(message)s")
     session_factory = queue.session_factory(settings)
@@ -97,15 +98,15 @@ def _child_main(settings: Settings, job_id: str) -> None:
         result = handler.run(ctx)
     except JobCancelled as exc:
         handler.on_failure(ctx, f"cancelled: {exc}" if str(exc) else "cancelled by the user")
-        queue.finish(session_factory, job_id, "cancelled", message=str(exc) or "cancelled by the user")
+        queue.finish(session_factory, job_id, "cancelled", message=str(exc) or "cancelled by the user", owner=owner)
         return
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         log.error("job %s failed: %s\n%s", job_id, reason, traceback.format_exc())
         handler.on_failure(ctx, reason)
-        queue.finish(session_factory, job_id, "failed", message=reason)
+        queue.finish(session_factory, job_id, "failed", message=reason, owner=owner)
         return
-    queue.finish(session_factory, job_id, "succeeded", message=result or "")
+    queue.finish(session_factory, job_id, "succeeded", message=result or "", owner=owner)
 
 
 class Worker:
@@ -123,8 +124,16 @@ class Worker:
         self._current: multiprocessing.process.BaseProcess | None = None
 
     def recover(self) -> list[str]:
-        """Settle jobs left `running` by a worker that no longer exists (a crash or restart)."""
-        interrupted = queue.recover_interrupted(self._session_factory)
+        """Settle jobs left `running` by a worker that no longer exists (a crash, a restart, a node gone): each
+        runs again on whichever worker claims it next, until it has used `job_max_attempts`; then it fails."""
+        recovered = queue.recover_interrupted(
+            self._session_factory,
+            stale_after=timedelta(seconds=self.settings.job_lease_seconds),
+            max_attempts=self.settings.job_max_attempts,
+        )
+        for job in recovered.requeued:
+            log.warning("job %s (%s) requeued: %s", job.id, job.kind, job.error)
+        interrupted = recovered.failed
         for job in interrupted:
             reason = "interrupted: the Veil process running this job stopped before it finished"
             try:
@@ -135,7 +144,7 @@ class Worker:
             except Exception:
                 log.exception("could not settle interrupted job %s", job.id)
             log.warning("job %s (%s) %s", job.id, job.kind, reason)
-        return [job.id for job in interrupted]
+        return [job.id for job in [*recovered.requeued, *interrupted]]
 
     def start(self) -> None:
         self.recover()
@@ -151,7 +160,9 @@ class Worker:
             self._thread.join(timeout_s)
 
     def _loop(self) -> None:
-        recovery = _Throttle(RECOVER_EVERY_S, last=time.monotonic())
+        # Often enough that a dead worker's job is taken over soon after its lease runs out.
+        every_s = min(RECOVER_EVERY_S, max(1.0, self.settings.job_lease_seconds / 2))
+        recovery = _Throttle(every_s, last=time.monotonic())
         while not self._stop.is_set():
             try:
                 if recovery.due():  # jobs of workers that died while this one kept running
@@ -171,27 +182,39 @@ class Worker:
         process = self._context.Process(
             target=_child_main,
             # The object itself (pickled), not its JSON: JSON masks secrets such as VEIL_MASTER_KEY.
-            args=(self.settings, job.id),
+            args=(self.settings, job.id, self.identity),
             name=f"veil-job-{job.id}",
             daemon=False,
         )
         process.start()
         self._current = process
         assert process.pid is not None
-        queue.heartbeat(self._session_factory, job.id, worker_identity(process.pid))
+        queue.heartbeat(self._session_factory, job.id, worker_identity(process.pid), owner=self.identity)
         if on_spawn:
             on_spawn(process.pid)
         while process.is_alive():
             process.join(HEARTBEAT_EVERY_S)
-            if process.is_alive():
-                queue.heartbeat(self._session_factory, job.id, worker_identity(process.pid))
+            if process.is_alive() and not self._renew(job.id, process.pid):
+                # Cut off longer than the lease: the job was handed to another worker. Stop ours.
+                log.error("job %s: lease lost to another worker; stopping this attempt", job.id)
+                process.terminate()
+                process.join(10)
+                self._current = None
+                return True
         self._current = None
         self._settle_if_abandoned(job.id, job.kind, process.exitcode)
         return True
 
+    def _renew(self, job_id: str, child_pid: int) -> bool:
+        try:
+            return queue.heartbeat(self._session_factory, job_id, worker_identity(child_pid), owner=self.identity)
+        except Exception:  # the database is unreachable: keep working, the lease decides who owns the job
+            log.exception("job %s: heartbeat failed", job_id)
+            return True
+
     def _settle_if_abandoned(self, job_id: str, kind: str, exitcode: int | None) -> None:
         job = queue.load(self._session_factory, job_id)
-        if job.status != "running":
+        if job.status != "running" or not queue.claim_belongs_to(job.claimed_by, self.identity):
             return
         reason = exit_reason(exitcode)
         try:
@@ -199,5 +222,5 @@ class Worker:
                 JobContext(settings=self.settings, job_id=job_id, kind=kind, payload=job.payload), reason
             )
         finally:
-            queue.finish(self._session_factory, job_id, "failed", message=reason)
+            queue.finish(self._session_factory, job_id, "failed", message=reason, owner=self.identity)
         log.error("job %s failed: %s", job_id, reason)

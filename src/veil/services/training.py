@@ -437,6 +437,11 @@ class TrainingJob:
         by_name = {tag.name: tag for tag in tags}
         with ctx.db.session() as session:
             iteration = get_iteration(session, project.id, iteration_id)
+            session.refresh(iteration, with_for_update=True)
+            if iteration.status != TRAINING:
+                # Another attempt of this job (retried after its worker was cut off) got here first: one
+                # iteration completes once; this attempt's blobs have no row and go with the orphan sweep.
+                return
             iteration.metrics = {
                 **(iteration.metrics or {}),
                 "labels": [

@@ -1,6 +1,6 @@
 """The orphan sweep: remove ciphertext no row refers to, once it is older than a grace period.
 
-    >>> report = sweep_orphans(db, blobs, grace_s=3600)   # at start, then every hour (`orphan_sweep_loop`)
+    >>> report = sweep_orphans(db, blobs, grace_s=3600)   # at start, then hourly (`veil serve`, `veil worker`)
     >>> report.blobs, report.partial_writes, report.projects
 
 Every writer stores the blob first and commits the row that names it after (a crash leaves an unreadable orphan,
@@ -113,8 +113,10 @@ def _delete(blobs: BlobStore, doomed: list[BlobInfo]) -> None:
 class PeriodicTask:
     """Runs `task` now and then every `interval_s` seconds in a daemon thread until `stop()`; failures are logged."""
 
-    def __init__(self, name: str, task: Callable[[], object], interval_s: float) -> None:
-        self.name, self.task, self.interval_s = name, task, interval_s
+    def __init__(
+        self, name: str, task: Callable[[], object], interval_s: float, on_stop: Callable[[], None] | None = None
+    ) -> None:
+        self.name, self.task, self.interval_s, self.on_stop = name, task, interval_s, on_stop
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: object | None = None
@@ -127,6 +129,11 @@ class PeriodicTask:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+        if self.on_stop is not None:
+            try:
+                self.on_stop()
+            except Exception:
+                log.exception("%s: stopping failed", self.name)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -135,7 +142,3 @@ class PeriodicTask:
             except Exception:
                 log.exception("%s failed", self.name)
             self._stop.wait(self.interval_s)
-
-
-def orphan_sweep_loop(db: Database, blobs: BlobStore, grace_s: float, interval_s: float) -> PeriodicTask:
-    return PeriodicTask("veil-orphan-sweep", lambda: sweep_orphans(db, blobs, grace_s), interval_s)

@@ -22,11 +22,12 @@ class JobOut(Wire):
     created: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    attempts: int = 0  # more than 1: the job was retried after the worker running it was lost
 
 
 def job_out(job: JobView) -> JobOut:
     return JobOut(
         id=job.id, kind=job.kind, status=job.status, stage=job.stage, percent=job.progress,
         eta_seconds=job.eta_seconds, error=job.error, cancel_requested=job.cancel_requested,
-        created=job.created, started_at=job.started_at, finished_at=job.finished_at,
+        created=job.created, started_at=job.started_at, finished_at=job.finished_at, attempts=job.attempts,
     )  # fmt: skip
