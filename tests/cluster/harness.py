@@ -162,6 +162,7 @@ class VeilProcess:
     env: dict[str, str]
     netns: str | None = None
     url: str | None = None  # for `serve`: where /healthz answers
+    hostname: str | None = None  # a host name of its own (a UTS namespace), as on another machine
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
 
@@ -174,8 +175,10 @@ class VeilProcess:
         return cls(args=args, env=env, netns=netns, url=f"{scheme}://{host}:{port}")
 
     @classmethod
-    def worker(cls, env: dict[str, str], netns: str | None = None, poll_seconds: float = 0.5) -> VeilProcess:
-        return cls(args=["worker", "--poll-seconds", str(poll_seconds)], env=env, netns=netns)
+    def worker(
+        cls, env: dict[str, str], netns: str | None = None, poll_seconds: float = 0.5, hostname: str | None = None
+    ) -> VeilProcess:
+        return cls(args=["worker", "--poll-seconds", str(poll_seconds)], env=env, netns=netns, hostname=hostname)
 
     @property
     def admin_key(self) -> str | None:
@@ -186,13 +189,16 @@ class VeilProcess:
 
     def start(self, timeout_s: float = 90, verify: str | bool = True) -> VeilProcess:
         command = [VEIL_BIN, *self.args]
+        if self.hostname:  # its own UTS namespace: other nodes cannot judge its processes by pid, only by lease
+            script = 'hostname "$VEIL_TEST_HOSTNAME" && exec "$@"'
+            command = ["unshare", "--uts", "--", "sh", "-c", script, "sh", *command]
         if self.netns:
             command = ["ip", "netns", "exec", self.netns, *command]
         self.output.clear()
         self.process = subprocess.Popen(
             command,
             cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env, "VEIL_TEST_HOSTNAME": self.hostname or ""},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from tests.cluster.harness import (
     ClusterNetwork,
+    PgSchema,
     VeilProcess,
     master_key,
     pg_schema,
@@ -27,6 +28,9 @@ PREDICTION = "/customvision/v3.0/prediction"
 PER_CLASS = 6
 
 
+LEASE_SECONDS = 6
+
+
 @dataclass
 class Cluster:
     net: ClusterNetwork
@@ -35,6 +39,14 @@ class Cluster:
     serve: list[VeilProcess]
     workers: list[VeilProcess]
     data_dirs: list[Path]
+    env: dict[str, str]
+    schema: PgSchema
+
+    def start_worker(self, node: int, hostname: str | None = None) -> VeilProcess:
+        env = {**self.env, "VEIL_DATA_DIR": str(self.data_dirs[node])}
+        worker = VeilProcess.worker(env, netns=self.net.nodes[node].name, hostname=hostname).start()
+        self.workers.append(worker)
+        return worker
 
     def client(self, node: int, key: str | None = None) -> httpx.Client:
         url = self.serve[node].url
@@ -56,6 +68,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             "VEIL_DATABASE_URL": schema.socket_url,
             "VEIL_BLOB_URL": f"s3://{storage.bucket}/{prefix}",
             "VEIL_MASTER_KEY": master_key(),
+            "VEIL_JOB_LEASE_SECONDS": str(LEASE_SECONDS),
             **storage.env(),
         }
         serve: list[VeilProcess] = []
@@ -65,10 +78,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             for node, data_dir in zip(net.nodes, data_dirs, strict=True):
                 env = {**shared, "VEIL_DATA_DIR": str(data_dir)}
                 serve.append(VeilProcess.serve(env, node.ip, 8080, netns=node.name, extra=("--no-worker",)).start())
-            for node, data_dir in zip(net.nodes, data_dirs, strict=True):
-                env = {**shared, "VEIL_DATA_DIR": str(data_dir)}
-                workers.append(VeilProcess.worker(env, netns=node.name).start())
-            yield Cluster(net, storage, prefix, serve, workers, data_dirs)
+            yield Cluster(net, storage, prefix, serve, workers, data_dirs, shared, schema)
         finally:
             for process in [*workers, *serve]:
                 process.stop()
@@ -103,6 +113,8 @@ def _wait_trained(http: httpx.Client, project_id: str, iteration_id: str, timeou
 
 
 def test_upload_through_a_predict_through_b_then_lose_b(cluster: Cluster) -> None:
+    cluster.start_worker(0)
+    cluster.start_worker(1)
     a, b = cluster.client(0), cluster.client(1)
     project_id = _upload_ants_bees(a)
     # Node B sees the project and its images at once: the same database and the same blob store.
@@ -138,3 +150,63 @@ def test_upload_through_a_predict_through_b_then_lose_b(cluster: Cluster) -> Non
     url = f"{PREDICTION}/{project_id}/classify/iterations/prod/image/nostore"
     result = _ok(a.post(url, content=held_out[0].read_bytes(), headers={"Content-Type": "application/octet-stream"}))
     assert result["predictions"]
+
+
+def _job_row(schema: PgSchema, job_iteration: str) -> tuple[str, str | None, int]:
+    import psycopg
+
+    url = schema.tcp_url.replace("+psycopg", "")
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT status, claimed_by, attempts FROM jobs WHERE payload::text LIKE %s", (f"%{job_iteration}%",)
+        ).fetchone()
+    assert row is not None
+    return row[0], row[1], int(row[2])
+
+
+def _trained_events(schema: PgSchema, iteration_id: str) -> int:
+    import psycopg
+
+    with psycopg.connect(schema.tcp_url.replace("+psycopg", "")) as conn:
+        rows = conn.execute("SELECT resource_ids::text FROM audit_events WHERE action = 'iteration.trained'")
+        return sum(1 for (ids,) in rows if iteration_id in ids)
+
+
+def test_a_training_whose_node_dies_is_retried_on_the_other_after_its_lease(cluster: Cluster) -> None:
+    """Node B (a host of its own, so only its lease can tell it is gone) dies mid-training: once its lease
+    lapses, node A's worker takes the job over and the iteration completes — once — and predicts."""
+    cluster.start_worker(1, hostname="veil-node-b")
+    a = cluster.client(0)
+    project_id = _upload_ants_bees(a)
+    iteration = _ok(a.post(f"{TRAINING}/projects/{project_id}/train", params={"backbone": "lite0"}))
+    job_url = f"/veil/v1/projects/{project_id}/iterations/{iteration['id']}/job"
+    deadline = time.monotonic() + 120
+    while True:  # B's training process is under way (past its start-up)
+        job = _ok(a.get(job_url))
+        if job["status"] == "running" and job["percent"] > 0:
+            break
+        assert job["status"] in ("queued", "running") and time.monotonic() < deadline, job
+        time.sleep(0.3)
+    status, claimed_by, attempts = _job_row(cluster.schema, iteration["id"])
+    assert status == "running" and (claimed_by or "").startswith("veil-node-b:") and attempts == 1
+
+    cluster.workers[0].kill()  # node B's worker and its training process, kill -9
+    cluster.start_worker(0)  # node A's worker: B's job is not its to take until B's lease lapses
+    done = _wait_trained(a, project_id, iteration["id"])
+    workers_log = "".join(worker.log() for worker in cluster.workers)
+    assert done["status"] == "Completed", f"{done.get('trainingErrorDetails')}: {workers_log}"
+
+    job = _ok(a.get(job_url))
+    assert job["status"] == "succeeded" and job["attempts"] == 2, job
+    _status, claimed_by, _attempts = _job_row(cluster.schema, iteration["id"])
+    assert not (claimed_by or "").startswith("veil-node-b:")
+    assert "requeued" in workers_log and "veil-node-b" in workers_log
+    assert len(_ok(a.get(f"{TRAINING}/projects/{project_id}/iterations"))) == 1
+    assert _trained_events(cluster.schema, iteration["id"]) == 1  # exactly one completion
+    photo = sorted((dataset_path("ants-bees") / "val" / "ants").glob("*.jpg"))[0]
+    _ok(a.post(f"{TRAINING}/projects/{project_id}/iterations/{done['id']}/publish",
+               params={"publishName": "retried", "predictionId": "ignored"}))  # fmt: skip
+    url = f"{PREDICTION}/{project_id}/classify/iterations/retried/image/nostore"
+    assert _ok(a.post(url, content=photo.read_bytes(), headers={"Content-Type": "application/octet-stream"}))[
+        "predictions"
+    ]
