@@ -136,6 +136,19 @@ def test_upload_through_a_predict_through_b_then_lose_b(cluster: Cluster) -> Non
         result = _ok(b.post(url, content=photo.read_bytes(), headers={"Content-Type": "application/octet-stream"}))
         assert {p["tagName"] for p in result["predictions"]} == {"ant", "bee"}
 
+    # The official SDK, as a Custom Vision user runs it, against either node.
+    from azure.cognitiveservices.vision.customvision.prediction import CustomVisionPredictionClient
+    from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
+    from msrest.authentication import ApiKeyCredentials
+
+    key = cluster.serve[0].admin_key
+    for node in cluster.serve:
+        trainer = CustomVisionTrainingClient(node.url, ApiKeyCredentials(in_headers={"Training-key": key}))
+        assert project_id in {project.id for project in trainer.get_projects()}
+        predictor = CustomVisionPredictionClient(node.url, ApiKeyCredentials(in_headers={"Prediction-key": key}))
+        result = predictor.classify_image_with_no_store(project_id, "prod", held_out[0].read_bytes())
+        assert {p.tag_name for p in result.predictions} == {"ant", "bee"}
+
     # Nothing another node needs is on a node's disk: no blob anywhere under the data directories.
     for data_dir in cluster.data_dirs:
         assert not [p for p in data_dir.rglob("*") if p.is_file() and "blobs" in p.parts]
