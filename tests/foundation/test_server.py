@@ -16,7 +16,7 @@ from PIL import Image
 from sqlalchemy import create_engine, select
 from tests.foundation.conftest import TRAINING, VEIL_BIN, Server
 
-from veil.security.crypto import IntegrityError, MasterKey
+from veil.security.crypto import IntegrityError, MasterKey, ProjectKeyDir, SoftwareKeyProvider
 from veil.store.models import Project
 
 
@@ -87,13 +87,14 @@ def test_rotate_master_key_while_serving(server: Server, photos: list[Path], dat
     new_project, new_tag = _setup_project(client, "after rotation")
     assert _read(client, new_project, _upload_one(client, new_project, new_tag, photos[4]))
 
-    old, new = MasterKey.from_base64(old_key), MasterKey.from_base64(key_file.read_text())
+    project_keys = ProjectKeyDir(data_dir / "project-keys")
+    old, new = (SoftwareKeyProvider(MasterKey.from_base64(k), project_keys) for k in (old_key, key_file.read_text()))
     deks = _wrapped_deks(database_url)
     assert len(deks) == 3
     for project_id, wrapped in deks.items():
         assert new.unwrap(project_id, wrapped)
         with pytest.raises(IntegrityError):
-            old.unwrap(project_id, wrapped)  # the old key file opens nothing
+            old.unwrap(project_id, wrapped)  # the old key file opens nothing, even with the project keys
 
     server.stop()
     key_file.write_text(old_key)  # an operator restoring the old key file by mistake

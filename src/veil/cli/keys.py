@@ -64,14 +64,35 @@ def revoke(key_id: Annotated[str, typer.Argument(help="Id of the key (see `veil 
 
 
 @keys_app.command("rotate-master")
-def rotate_master(data_dir: DataDirOption = None) -> None:
-    """Re-wrap every project's data key under a new master key (safe while `veil serve` runs)."""
+def rotate_master(
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="Migrate to another key store instead (a VEIL_KEY_PROVIDER URL, e.g. "
+            "pkcs11:///usr/lib/softhsm/libsofthsm2.so?token=veil); then run every Veil with that setting.",
+            show_default=False,
+        ),
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Re-wrap every project's data key under a new master key (safe while `veil serve` runs), or move them all
+    to another key store with --to (file → HSM): restart every Veil process with the new VEIL_KEY_PROVIDER."""
     with one_line_errors():
         ctx = open_context(data_dir)
-        report = key_service.rotate_master_key(ctx, OPERATOR)
+        report = key_service.rotate_master_key(ctx, OPERATOR, to=to)
+    if to is None:
+        console.print(
+            f"master key rotated: {report.old_key_id} → {report.new_key_id}; "
+            f"{report.rewrapped} project key(s) re-wrapped; the old master key opens nothing now",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
     console.print(
-        f"master key rotated: {report.old_key_id} → {report.new_key_id}; "
-        f"{report.rewrapped} project key(s) re-wrapped; the old master key opens nothing now",
+        f"key store migrated: {report.old_key_id} → {report.new_key_id}; {report.rewrapped} project key(s) "
+        f"re-wrapped, {report.destroyed_old} left in the old key store destroyed. Run every Veil process with "
+        f"VEIL_KEY_PROVIDER={to}",
         highlight=False,
         soft_wrap=True,
     )

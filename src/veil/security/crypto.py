@@ -358,6 +358,10 @@ class KeyProvider(Protocol):
 
     def project_ids(self) -> set[str]: ...
 
+    def derive_secret(self, purpose: bytes) -> bytes:
+        """A stable 32-byte secret for `purpose` (e.g. signing tokens), derived from keys this provider holds."""
+        ...
+
 
 def split_project_wrap(project_id: str, wrapped: bytes) -> tuple[bytes, bytes]:
     """(nonce, ciphertext) of a format-2 wrapped DEK."""
@@ -481,6 +485,9 @@ class SoftwareKeyProvider:
 
     def project_ids(self) -> set[str]:
         return self.store.ids()
+
+    def derive_secret(self, purpose: bytes) -> bytes:
+        return hashlib.sha256(purpose + self.master.key).digest()
 
 
 @dataclass(frozen=True)
@@ -607,6 +614,12 @@ class KeyRing:
         for provider in self.providers():
             destroyed = provider.destroy(project_id) or destroyed
         return destroyed
+
+    def derive_secret(self, purpose: bytes) -> bytes:
+        """A stable secret for `purpose`, from the provider that wraps new DEKs (or the master key itself)."""
+        if self._fixed is None and self.project_keys is None:
+            return hashlib.sha256(purpose + self.primary.key).digest()
+        return self.primary_provider.derive_secret(purpose)
 
     def held_projects(self) -> set[str]:
         """Projects that have a key in some provider of this ring."""

@@ -150,6 +150,21 @@ class Pkcs11KeyProvider:
             self._handles.pop(project_id, None)
             return True
 
+    def derive_secret(self, purpose: bytes) -> bytes:
+        """AES-CMAC of `purpose` under a token key kept for this (`<prefix>-secret`), stretched to 32 bytes."""
+        label = f"{self.prefix}-secret"
+        with self._lock:
+            try:
+                key = self._session.get_key(object_class=ObjectClass.SECRET_KEY, key_type=KeyType.AES, label=label)
+            except NoSuchKey:
+                key = self._session.generate_key(
+                    KeyType.AES, KEY_BYTES * 8, label=label, store=True,
+                    template={Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+                              Attribute.EXTRACTABLE: False, Attribute.SIGN: True},
+                )  # fmt: skip
+            mac = bytes(key.sign(purpose, mechanism=Mechanism.AES_CMAC))
+        return hashlib.sha256(b"veil/pkcs11-secret\x00" + mac).digest()
+
     def project_ids(self) -> set[str]:
         marker = f"{self.prefix}-project-"
         with self._lock:

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from veil.config import Settings
 from veil.images.ingest import IngestLimits
-from veil.security.crypto import FileKeySource, KeyRing, MasterKeyError, key_source
+from veil.security.crypto import FileKeySource, KeyRing, MasterKeyError
+from veil.security.providers import open_keyring
 from veil.store.blobs import BlobStore, open_blob_store
 from veil.store.db import Database
 from veil.store.models import KeyState, utcnow
@@ -36,11 +37,7 @@ class AppContext:
     def open(cls, settings: Settings, migrate: bool = True) -> AppContext:
         """Open (and on first start, create) the data directory, master key, database and blob store."""
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # only its owner may look inside
-        master = settings.master_key.get_secret_value() if settings.master_key else None
-        source = key_source(master, settings.master_key_file)
-        if isinstance(source, FileKeySource):
-            source.ensure()
-        keyring = KeyRing(source)
+        keyring = open_keyring(settings)  # VEIL_KEY_PROVIDER: file (default), env or an HSM (pkcs11)
         db = Database.open(settings.sqlalchemy_url, run_migrations=migrate)
         ctx = cls(settings=settings, db=db, blobs=open_blob_store(settings), keyring=keyring)
         ctx.reconcile_master_key()
@@ -51,11 +48,11 @@ class AppContext:
         """Match the configured master key with the database's; finish a rotation cut off after its commit."""
         with self.db.session() as session:
             state = session.get(KeyState, _KEY_STATE_ID)
-            primary = self.keyring.primary
+            primary_id = self.keyring.primary_key_id
             if state is None:
-                session.add(KeyState(id=_KEY_STATE_ID, kek_id=primary.key_id, rotated_at=None))
+                session.add(KeyState(id=_KEY_STATE_ID, kek_id=primary_id, rotated_at=None))
                 return
-            if state.kek_id == primary.key_id:
+            if state.kek_id == primary_id:
                 # A staged key may belong to a rotation running right now in another process: leave it.
                 return
             staged = [k for k in self.keyring.source.load()[1:] if k.key_id == state.kek_id]
@@ -65,7 +62,8 @@ class AppContext:
                 return
             raise MasterKeyError(
                 f"the database's data keys are wrapped by master key {state.kek_id}, "
-                f"but the configured master key is {primary.key_id}; start Veil with the matching key"
+                f"but the configured master key is {primary_id}; start Veil with the matching key "
+                "(VEIL_KEY_PROVIDER, VEIL_MASTER_KEY or the key file)"
             )
 
     def close(self) -> None:

@@ -145,7 +145,7 @@ def apply_domain_change(project: Project, domain_id: str | None, classification_
 
 
 def _token_key(ctx: AppContext) -> bytes:
-    return hashlib.sha256(b"veil/project-export-token/v1\x00" + ctx.keyring.primary.key).digest()
+    return ctx.keyring.derive_secret(b"veil/project-export-token/v1\x00")
 
 
 def _sign(ctx: AppContext, claims: dict[str, str]) -> str:
@@ -236,10 +236,10 @@ def import_project(ctx: AppContext, actor: Principal, token: str, name: str | No
 def _copy_image(
     session: Session, vault: Vault, source: Project, target: Project, image: Image, tag_map: dict[str, str]
 ) -> None:
-    blob_id = new_id()
-    vault.put(target, blob_id, vault.get(source, image.blob_id))
+    blob_id, copy_id = new_id(), new_id()
+    vault.put(target, blob_id, vault.get(source, image.blob_id), owner_id=copy_id)
     copy = Image(
-        id=new_id(), project_id=target.id, blob_id=blob_id, content_type=image.content_type,
+        id=copy_id, project_id=target.id, blob_id=blob_id, content_type=image.content_type,
         size_bytes=image.size_bytes, width=image.width, height=image.height, anonymized=image.anonymized,
         created=image.created, meta=dict(image.meta or {}),
     )  # fmt: skip
