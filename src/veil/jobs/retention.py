@@ -37,8 +37,10 @@ class PurgeReport:
 def purge_expired(db: Database, blobs: BlobStore, now: datetime | None = None) -> PurgeReport:
     """Delete everything expired at `now` (default: the current time); returns how many of each went."""
     now = now or utcnow()
-    images = _purge(db, blobs, Image, now)
+    images = _purge(db, blobs, Image, now)  # each row's delete shreds its blob's key (database trigger)
     predictions = _purge(db, blobs, Prediction, now)
+    if images or predictions:
+        db.checkpoint()  # SQLite: no copy of the deleted keys left in the WAL
     if images or predictions:
         log.info("retention purge: %d images, %d stored predictions expired", images, predictions)
     return PurgeReport(images=images, predictions=predictions, at=now)

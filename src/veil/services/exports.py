@@ -99,7 +99,8 @@ def export_iteration(
 
     vault = Vault(ctx)
     bundle_blob = new_id()
-    vault.put(project, bundle_blob, make_bundle(vault.get(project, model_blob), card))
+    # Owned by the iteration: deleting it (or the project) shreds every export bundle of it.
+    vault.put(project, bundle_blob, make_bundle(vault.get(project, model_blob), card), owner_id=iteration_id)
     with ctx.db.session() as session:
         existing = session.scalars(
             select(Export).where(

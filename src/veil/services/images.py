@@ -96,6 +96,7 @@ class _Prepared:
     clean: CleanImage
     blob_id: str
     anonymized: bool
+    image_id: str  # chosen before the blob is sealed: the blob's key row names it as its owner
 
 
 @dataclass(frozen=True)
@@ -184,9 +185,9 @@ def _prepare(ctx: AppContext, project: Project, ingest: IngestPolicy, upload: Up
     except PolicyNotApplicable as refused:
         return UploadOutcome(upload.source_name, POLICY_REFUSED, refused.message)
     clean = encode_image(image, source_format)
-    blob_id = new_id()
-    Vault(ctx).put(project, blob_id, clean.data)
-    return _Prepared(upload, clean, blob_id, anonymized)
+    blob_id, image_id = new_id(), new_id()
+    Vault(ctx).put(project, blob_id, clean.data, owner_id=image_id)  # deleting the image row shreds the blob
+    return _Prepared(upload, clean, blob_id, anonymized, image_id)
 
 
 def _commit_batch(
@@ -225,6 +226,7 @@ def _image_row(session: Session, project: Project, policy: PrivacyPolicy, item: 
         if policy.method == "dp-pixelate":
             meta["veil.epsilon"] = str(policy.epsilon)
     image = Image(
+        id=item.image_id,
         project_id=project.id,
         blob_id=item.blob_id,
         content_type=item.clean.content_type,
@@ -346,6 +348,7 @@ def delete_images(
         audit.record(session, actor, "images.delete", [project_id, *(i.id for i in doomed)])
     for blob_id in blob_ids:
         Vault(ctx).delete(project, blob_id)
+    ctx.db.checkpoint()  # SQLite: the deleted keys' pages were zeroed (secure_delete); the WAL keeps no copy
     return len(doomed)
 
 

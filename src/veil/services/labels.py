@@ -299,9 +299,10 @@ def images_from_predictions(
             if prediction is None or prediction.project_id != project_id or not prediction.image_blob_id:
                 outcomes.append((prediction_id, "ErrorSource", None))
                 continue
-            blob_id = new_id()
-            vault.put(project, blob_id, vault.get(project, prediction.image_blob_id))
+            blob_id, image_id = new_id(), new_id()
+            vault.put(project, blob_id, vault.get(project, prediction.image_blob_id), owner_id=image_id)
             image = Image(
+                id=image_id,
                 project_id=project_id,
                 blob_id=blob_id,
                 content_type=prediction.content_type or "image/jpeg",

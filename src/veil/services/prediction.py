@@ -259,7 +259,7 @@ def _store(
     policy: PrivacyPolicy,
 ) -> None:
     blob_id = new_id()
-    Vault(ctx).put(project, blob_id, clean_bytes)
+    Vault(ctx).put(project, blob_id, clean_bytes, owner_id=outcome.id)  # deleting the prediction shreds it
     with ctx.db.session() as session:
         session.add(
             Prediction(

@@ -424,16 +424,16 @@ class TrainingJob:
     ) -> None:
         vault = Vault(ctx)
         model_blob, evaluation_blob = new_id(), new_id()
-        vault.put(project, model_blob, result.onnx)
-        vault.put(project, evaluation_blob, json.dumps(result.evaluation.to_dict()).encode())
+        vault.put(project, model_blob, result.onnx, owner_id=iteration_id)
+        vault.put(project, evaluation_blob, json.dumps(result.evaluation.to_dict()).encode(), owner_id=iteration_id)
         curves = {}
         for name, png in (getattr(result, "pr_curves", None) or {}).items():
             curves[name] = new_id()
-            vault.put(project, curves[name], png)
+            vault.put(project, curves[name], png, owner_id=iteration_id)
         training_curve = getattr(result, "training_curve", None)  # Advanced training only
         training_curve_blob = new_id() if training_curve else None
         if training_curve and training_curve_blob:
-            vault.put(project, training_curve_blob, training_curve)
+            vault.put(project, training_curve_blob, training_curve, owner_id=iteration_id)
         by_name = {tag.name: tag for tag in tags}
         with ctx.db.session() as session:
             iteration = get_iteration(session, project.id, iteration_id)
