@@ -13,7 +13,7 @@ from sqlalchemy import select
 from tests.foundation.conftest import TRAINING, Api
 
 from veil.security.auth import OPERATOR
-from veil.security.crypto import IntegrityError
+from veil.security.crypto import IntegrityError, KeyShredded
 from veil.services import images as image_service
 from veil.services.errors import NotFound, Unavailable
 from veil.services.vault import Vault
@@ -136,7 +136,9 @@ def test_delete_project_shreds_key_then_blobs_and_rows(api: Api, photos: list[Pa
     if api.ctx.db.engine.dialect.name == "sqlite":  # the wrapped key is gone from the files, not just the row
         for path in _files_under(data_dir):
             assert wrapped_dek not in path.read_bytes(), f"wrapped DEK still readable in {path}"
-    assert kek_id and backup  # a backup of the blobs exists, but no key to open it exists any more
+    assert kek_id and backup  # a copy of the blobs and of the wrapped DEK from before the delete...
+    with pytest.raises(KeyShredded):  # ...opens with nothing that still exists: the project's key was destroyed
+        api.ctx.keyring.unwrap(doomed, wrapped_dek, kek_id)
     base = f"{TRAINING}/projects/{doomed}"
     image_data = f"/veil/v1/projects/{doomed}/images/{doomed_images[0]}/data"
     for path in [base, f"{base}/images", f"{base}/tags", image_data]:

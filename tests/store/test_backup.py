@@ -10,10 +10,16 @@ import threading
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from tests.conftest import dataset_path
 from tests.store.conftest import TRAINING, Served, veil
 
-from veil.security.crypto import MasterKey, write_key_file
+from veil.api.app import create_app
+from veil.config import get_settings
+from veil.security.crypto import KeyShredded, MasterKey, write_key_file
+from veil.services.context import AppContext
+from veil.services.keys import bootstrap_admin_key
+from veil.store.models import Project
 
 IMAGE_MARKERS = (b"JFIF\x00", b"Exif\x00\x00", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xdb")
 
@@ -102,7 +108,10 @@ def test_backup_while_serving_restores_every_image(
     assert not (wrong / "blobs").exists()
 
     target.mkdir(mode=0o700, exist_ok=True)
-    shutil.copy2(source.data_dir / "master.key", target / "master.key")  # the operator brings the key store
+    shutil.copy2(source.data_dir / "master.key", target / "master.key")
+    partial = veil("restore", str(backup_file), data_dir=target, database_url=second_database_url)
+    assert partial.returncode == 2 and "holds none of this backup's 1 project keys" in partial.stderr
+    shutil.copytree(source.data_dir / "project-keys", target / "project-keys")  # the operator brings the key store
     restored = veil("restore", str(backup_file), data_dir=target, database_url=second_database_url)
     assert restored.returncode == 0, restored.stderr
     again = veil("restore", str(backup_file), data_dir=target, database_url=second_database_url)
@@ -118,7 +127,71 @@ def test_backup_while_serving_restores_every_image(
         assert at_backup[image_id] == data
 
 
-def _admin_key(data_dir: Path, database_url: str) -> str:
-    made = veil("keys", "create", "--role", "admin", data_dir=data_dir, database_url=database_url)
+def _admin_key(data_dir: Path, database_url: str, **env: str) -> str:
+    made = veil("keys", "create", "--role", "admin", data_dir=data_dir, database_url=database_url, **env)
     assert made.returncode == 0, made.stderr
     return made.stdout.strip().splitlines()[-1]
+
+
+def test_a_project_deleted_after_the_backup_stays_unrecoverable_when_it_is_restored(
+    tmp_path: Path, database_url: str, second_database_url: str, photos: list[Path]
+) -> None:
+    keys = tmp_path / "keys"  # the live key store, apart from the data (as an HSM would be)
+    provider = {"VEIL_KEY_PROVIDER": f"file://{keys}"}
+    ctx = AppContext.open(get_settings(data_dir=tmp_path / "data", database_url=database_url, **_lower(provider)))
+    key = bootstrap_admin_key(ctx)
+    assert key is not None
+    headers = {"Training-Key": key}
+    with TestClient(create_app(ctx)) as client:
+        kept, kept_images = _project_with_images(client, headers, "kept", photos[:2])
+        doomed, _ = _project_with_images(client, headers, "doomed", photos[2:4])
+        kept_bytes = {i: client.get(f"/veil/v1/projects/{kept}/images/{i}/data", headers=headers).content
+                      for i in kept_images}  # fmt: skip
+        with ctx.db.read_session() as session:
+            row = session.get(Project, doomed)
+            assert row is not None and row.wrapped_dek and row.kek_id
+            doomed_dek_in_backup, kek_id = row.wrapped_dek, row.kek_id
+
+        backup_file = tmp_path / "veil.backup"
+        made = veil("backup", "-o", str(backup_file), data_dir=tmp_path / "data", database_url=database_url, **provider)
+        assert made.returncode == 0, made.stderr
+        assert client.delete(f"{TRAINING}/projects/{doomed}", headers=headers).status_code == 204
+    ctx.close()
+    assert not (keys / "project-keys" / f"{doomed}.key").exists()  # the delete destroyed its key in the key store
+
+    restored = veil("restore", str(backup_file), data_dir=tmp_path / "restored", database_url=second_database_url,
+                    **provider)  # fmt: skip
+    assert restored.returncode == 0, restored.stderr
+    assert "1 project(s) deleted after the backup stay unrecoverable" in restored.stdout and doomed in restored.stdout
+
+    ctx = AppContext.open(get_settings(data_dir=tmp_path / "restored", database_url=second_database_url,
+                                       **_lower(provider)))  # fmt: skip
+    try:
+        with pytest.raises(KeyShredded):  # the backup's copy of its wrapped DEK + the master key: nothing opens
+            ctx.keyring.unwrap(doomed, doomed_dek_in_backup, kek_id)
+        with ctx.db.read_session() as session:
+            assert session.get(Project, doomed) is None
+        assert ctx.blobs.blob_ids(doomed) == set()
+        key = bootstrap_admin_key(ctx) or _admin_key(tmp_path / "restored", second_database_url, **provider)
+        with TestClient(create_app(ctx)) as client:
+            headers = {"Training-Key": key}
+            for image_id, data in kept_bytes.items():  # the other project came back whole
+                response = client.get(f"/veil/v1/projects/{kept}/images/{image_id}/data", headers=headers)
+                assert response.status_code == 200 and response.content == data
+            assert client.get(f"{TRAINING}/projects/{doomed}", headers=headers).status_code == 404
+    finally:
+        ctx.close()
+
+
+def _lower(env: dict[str, str]) -> dict[str, str]:
+    return {name.removeprefix("VEIL_").lower(): value for name, value in env.items()}
+
+
+def _project_with_images(
+    client: TestClient, headers: dict[str, str], name: str, files: list[Path]
+) -> tuple[str, list[str]]:
+    project_id = client.post(f"{TRAINING}/projects", params={"name": name}, headers=headers).json()["id"]
+    parts = [("imageData", (p.name, p.read_bytes(), "image/jpeg")) for p in files]
+    response = client.post(f"{TRAINING}/projects/{project_id}/images", files=parts, headers=headers)
+    assert response.status_code == 200, response.text
+    return project_id, [r["image"]["id"] for r in response.json()["images"]]

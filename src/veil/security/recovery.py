@@ -42,11 +42,17 @@ def backup(db: Database, blobs: BlobStore, out: Path, progress: Progress | None 
 
 
 def check_backup_key(manifest: BackupManifest, keyring: KeyRing) -> None:
-    """Refuse, in one line, a key store that did not wrap this backup's data keys."""
+    """Refuse, in one line, a key store that did not wrap this backup's data keys, or that holds none of its
+    project keys (the wrong or an incomplete key store, not a backup whose every project was deleted since)."""
     if manifest.kek_id is not None and manifest.kek_id != keyring.primary_key_id:
         raise MasterKeyError(
             f"this backup's data keys are wrapped by master key {manifest.kek_id}, but the configured key is "
             f"{keyring.primary_key_id}; restore with the key store the backup was made with"
+        )
+    if manifest.project_keys and not set(manifest.project_keys) & keyring.held_projects():
+        raise MasterKeyError(
+            f"the key store ({keyring.primary_provider.describe()}) holds none of this backup's "
+            f"{len(manifest.project_keys)} project keys; restore with the key store the backup was made with"
         )
 
 
@@ -54,7 +60,10 @@ def restore(
     path: Path, db: Database, blobs: BlobStore, keyring: KeyRing, progress: Progress | None = None,
     actor: Principal = OPERATOR,
 ) -> RestoreReport:  # fmt: skip
-    """Restore into an empty database and blob store, then remove the projects whose keys were shredded."""
+    """Restore into an empty database and blob store, then remove the projects whose keys were shredded.
+
+    Refused before anything is written when the key store holds none of the backup's project keys: that is the
+    wrong (or an incomplete) key store, not a backup whose every project was deleted since."""
     check_backup_key(read_manifest(path), keyring)
     manifest = restore_backup(path, db, blobs, progress)
     shredded: list[str] = []

@@ -148,8 +148,9 @@ def set_privacy_policy(session: Session, actor: Principal, project_id: str, poli
 
 
 def delete_project(ctx: AppContext, actor: Principal, project_id: str) -> None:
-    """Destroy the project's DEK (committed first: nothing of it can be decrypted from then on), then its
-    blobs, then rows. A crash in between leaves a hidden `deleting` project; `finish_deletions` ends it."""
+    """Destroy the project's DEK (committed first: nothing of it can be decrypted from then on), then its key in
+    the key store (so no backup can open it either), then its blobs, then rows. A crash in between leaves a
+    hidden `deleting` project; `finish_deletions` ends it."""
     with ctx.db.session() as session:
         project = get_project(session, project_id)
         project.wrapped_dek, project.kek_id, project.deleting = None, None, True
@@ -159,6 +160,8 @@ def delete_project(ctx: AppContext, actor: Principal, project_id: str) -> None:
 
 
 def _remove_project_data(ctx: AppContext, project_id: str) -> None:
+    # The project's key in the key store goes too: backups taken earlier hold its wrapped DEK, now noise.
+    ctx.keyring.forget(project_id)
     ctx.blobs.delete_project(project_id)
     with ctx.db.session() as session:
         session.execute(delete(Job).where(Job.project_id == project_id))

@@ -59,6 +59,7 @@ class BackupManifest:
     rows_sha256: str
     blobs: dict[str, str] = field(default_factory=dict)  # "<project>/<blob>" -> sha256 of the ciphertext
     missing: list[str] = field(default_factory=list)  # blobs rows name that the store no longer had
+    project_keys: list[str] = field(default_factory=list)  # projects whose DEK needs a key from the key store
 
     @classmethod
     def from_json(cls, data: bytes) -> BackupManifest:
@@ -113,6 +114,7 @@ class _Snapshot:
     revision: str
     kek_id: str | None
     projects: set[str]  # live (not being deleted)
+    keyed_projects: set[str]  # live projects whose DEK is wrapped under a project key (format 2)
     required: dict[str, set[str]]  # project -> blob ids of the blob columns
     named: dict[str, set[str]]  # project -> other strings that may be blob ids (inside iteration metrics)
 
@@ -122,6 +124,7 @@ def _snapshot(db: Database) -> _Snapshot:
     lines: list[bytes] = []
     tables: dict[str, int] = {}
     projects: set[str] = set()
+    keyed: set[str] = set()
     required: dict[str, set[str]] = {}
     named: dict[str, set[str]] = {}
     kek_id: str | None = None
@@ -144,8 +147,11 @@ def _snapshot(db: Database) -> _Snapshot:
                     _note_references(table.name, record, projects, required, named)
                     if table.name == "key_state":
                         kek_id = record["kek_id"]
+                    # Format 2 (`security.crypto.PROJECT_WRAP_VERSION`): the DEK needs a key of the key store.
+                    if table.name == "projects" and not row["deleting"] and (row["wrapped_dek"] or b"")[:1] == b"\x02":
+                        keyed.add(record["id"])
                 tables[table.name] = count
-    return _Snapshot(b"\n".join(lines) + b"\n", tables, revision, kek_id, projects, required, named)
+    return _Snapshot(b"\n".join(lines) + b"\n", tables, revision, kek_id, projects, keyed, required, named)
 
 
 _BLOB_COLUMNS = {"images": "blob_id", "predictions": "image_blob_id", "iterations": "model_blob_id",
@@ -254,6 +260,7 @@ def _write_tar(
         columns={t.name: {c.name: _kind(c) for c in t.columns} for t in Base.metadata.sorted_tables},
         rows_sha256=hashlib.sha256(snapshot.rows).hexdigest(),
         missing=[f"{p}/{b}" for p, b in missing],
+        project_keys=sorted(snapshot.keyed_projects),
     )
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
