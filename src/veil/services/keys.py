@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session
 
 from veil.security import audit
 from veil.security.auth import OPERATOR, Principal, Role, create_key, list_keys, revoke_key
-from veil.security.crypto import FileKeySource, KeyProvider, KeyRing, MasterKey, MasterKeyError, SoftwareKeyProvider
+from veil.security.crypto import (
+    EnvKeySource,
+    FileKeySource,
+    KeyProvider,
+    KeyRing,
+    MasterKey,
+    MasterKeyError,
+    SoftwareKeyProvider,
+)
 from veil.security.providers import open_keyring
 from veil.services.context import AppContext, current_kek_id, mark_rotated
 from veil.services.errors import InvalidInput, NotFound
@@ -88,9 +96,10 @@ def rotate_master_key(ctx: AppContext, actor: Principal = OPERATOR, to: str | No
         return _migrate(ctx, actor, to)
     source = ctx.keyring.source
     if not isinstance(source, FileKeySource):
+        where = "VEIL_MASTER_KEY" if isinstance(source, EnvKeySource) else ctx.keyring.primary_provider.describe()
         raise MasterKeyError(
-            f"the master key lives in {ctx.keyring.kind} ({ctx.keyring.primary_key_id}), which Veil cannot replace; "
-            "migrate to a new key store with `veil keys rotate-master --to URL`"
+            f"the master key comes from {where}, which Veil cannot replace; set a new one and re-encrypt offline, "
+            "or migrate to another key store with `veil keys rotate-master --to URL`"
         )
     new_key = MasterKey.generate()
     target: KeyProvider | MasterKey = (
