@@ -29,8 +29,9 @@ from tests.compat.http_helpers import (
     start_training,
     wait_iteration,
 )
-from tests.compat.sdk_helpers import photos
+from tests.compat.sdk_helpers import keep_predictions, photos
 from tests.conftest import dataset_path
+from tests.privacy.conftest import wider_faces
 
 PUBLISHED = "contract"
 
@@ -43,6 +44,7 @@ def trained(veil_server: VeilServer) -> Iterator[SmallProject]:
         base_url=veil_server.endpoint, headers={"Training-Key": veil_server.keys["admin"]}, timeout=60
     ) as http:
         project = create_ants_bees(http, root, per_class=5)
+        keep_predictions(veil_server.endpoint, veil_server.keys["admin"], project.id)  # off by default
         iteration = wait_iteration(http, project.id, start_training(http, project.id)["id"])
         assert iteration["status"] == "Completed", iteration["trainingErrorDetails"]
         ok(
@@ -269,7 +271,9 @@ def test_stored_predictions_query_delete_and_retention_purge(
     assert len(blobs_before - {p.name for p in blobs.iterdir()}) == 2
 
 
-def test_quick_test_stores_by_default_and_can_skip_storing(http: httpx.Client, trained: SmallProject) -> None:
+def test_quick_test_stores_when_the_policy_allows_and_can_skip_storing(
+    http: httpx.Client, trained: SmallProject
+) -> None:
     iteration = ok(http.get(f"{TRAINING}/projects/{trained.id}/iterations"))[0]  # type: ignore[index]
     quick = ok(http.post(f"{TRAINING}/projects/{trained.id}/quicktest/image",
                          params={"iterationId": iteration["id"]}, content=_val_photo("ants", 3)))  # fmt: skip
@@ -314,6 +318,8 @@ def test_iteration_and_project_management(http: httpx.Client, trained: SmallProj
 
 def test_anonymize_endpoint_hides_faces_and_stores_nothing(veil_server: VeilServer) -> None:
     couple = sorted((dataset_path("faces-det") / "WIDER_val" / "images" / "19--Couple").glob("*.jpg"))[0]
+    _, faces = wider_faces(f"19--Couple/{couple.name}", min_side=24)
+    assert faces, "the WIDER ground truth names the faces of this photo"
     original = couple.read_bytes()
     before = _snapshot(veil_server.data_dir)
     answer = httpx.post(
@@ -328,8 +334,17 @@ def test_anonymize_endpoint_hides_faces_and_stores_nothing(veil_server: VeilServ
     assert int(answer.headers["x-veil-hidden"]) >= 1
     with Image.open(io.BytesIO(original)) as a, Image.open(io.BytesIO(answer.content)) as b:
         assert a.size == b.size
-        difference = np.abs(np.asarray(a.convert("RGB"), dtype=np.int16) - np.asarray(b, dtype=np.int16))
-    assert difference.max() > 50  # faces really changed, not just re-encoded
+        difference = np.abs(np.asarray(a.convert("RGB"), dtype=np.int16) - np.asarray(b, dtype=np.int16)).max(axis=2)
+    # A pixel counts as changed when a channel moved by more than 4 levels: JPEG re-encoding alone moves fewer than
+    # 10 % of the pixels outside the faces that much (measured 3.7 %), pixelation most of every face (83-90 %).
+    changed = difference > 4
+    outside = np.ones_like(changed)
+    for face in faces:
+        outside[face.y1 : face.y2, face.x1 : face.x2] = False
+    assert changed[outside].mean() < 0.10, "the threshold would count mere re-encoding as hiding"
+    for face in faces:
+        share = changed[face.y1 : face.y2, face.x1 : face.x2].mean()
+        assert share >= 0.70, f"only {share:.0%} of the ground-truth face {face} changed"
     assert _snapshot(veil_server.data_dir) == before
     refused = httpx.post(
         f"{veil_server.endpoint}/veil/v1/anonymize",
