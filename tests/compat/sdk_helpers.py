@@ -62,3 +62,15 @@ def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, floa
 def box_of(prediction: Any) -> tuple[float, float, float, float]:
     bb = prediction.bounding_box
     return (bb.left, bb.top, bb.width, bb.height)
+
+
+def keep_predictions(endpoint: str, training_key: str, project_id: str) -> None:
+    """Turn on stored predictions for a project: Veil's storing prediction routes keep no image unless the
+    project's privacy policy allows it (off for every new project), while answering the same JSON."""
+    import httpx
+
+    url, headers = f"{endpoint}/veil/v1/projects/{project_id}/privacy", {"Training-Key": training_key}
+    policy = httpx.get(url, headers=headers, timeout=30).json()
+    assert policy["store_predictions"] is False  # the default
+    response = httpx.put(url, headers=headers, json={**policy, "store_predictions": True}, timeout=30)
+    assert response.status_code == 200, response.text

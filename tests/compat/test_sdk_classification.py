@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from tests.compat.conftest import VeilServer
-from tests.compat.sdk_helpers import photos, wait_for
+from tests.compat.sdk_helpers import keep_predictions, photos, wait_for
 from tests.conftest import dataset_path
 
 TRAIN_PER_CLASS = 8
@@ -38,6 +38,7 @@ def test_classification_quickstart(veil_server: VeilServer, trainer, predictor) 
 
     root = dataset_path("ants-bees")
     project = trainer.create_project("Ants and bees", description="SDK quickstart against Veil")
+    keep_predictions(veil_server.endpoint, veil_server.keys["admin"], project.id)  # for the stored-prediction calls
     assert project.settings.classification_type == "Multiclass"
     ants = trainer.create_tag(project.id, "ant")
     bees = trainer.create_tag(project.id, "bee")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from tests.compat.conftest import VeilServer
-from tests.compat.sdk_helpers import box_of, pennfudan_boxes, wait_for
+from tests.compat.sdk_helpers import box_of, keep_predictions, pennfudan_boxes, wait_for
 from tests.conftest import dataset_path
 
 TRAIN_IMAGES = 16  # Custom Vision's minimum is 15 per tag for detection
@@ -49,6 +49,7 @@ def test_object_detection_quickstart(veil_server: VeilServer, trainer, predictor
 
     detection_domain = next(d for d in trainer.get_domains() if d.type == "ObjectDetection" and d.name == "General")
     project = trainer.create_project("People", domain_id=detection_domain.id)
+    keep_predictions(veil_server.endpoint, veil_server.keys["admin"], project.id)  # for the stored-prediction calls
     person = trainer.create_tag(project.id, "person")
     data = _pennfudan()
     training, held_out = data[:TRAIN_IMAGES], data[-HELD_OUT:]

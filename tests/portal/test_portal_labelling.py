@@ -144,7 +144,7 @@ def test_privacy_policy_keys_and_audit(page: Page, veil_server: Server, api: Api
         form.locator("select[name=method]").select_option("dp-pixelate")
         form.locator("input[name=epsilon]").fill("0.5")
         form.locator("input[name=retention_days]").fill("7")
-        form.locator("input[name=store_predictions]").uncheck()
+        form.locator("input[name=store_predictions]").check()  # off by default: an admin turns it on
         form.locator("#save-policy").click()
         expect(page.locator(".toast-ok")).to_contain_text("saved")
         policy = httpx.get(
@@ -154,7 +154,7 @@ def test_privacy_policy_keys_and_audit(page: Page, veil_server: Server, api: Api
         assert policy["method"] == "dp-pixelate"
         assert policy["epsilon"] == 0.5
         assert policy["retention_days"] == 7
-        assert policy["store_predictions"] is False
+        assert policy["store_predictions"] is True
 
         # The project's own settings sit on the same tab.
         page.fill("#project-settings input[name=name]", "Portal privacy (renamed)")

@@ -32,7 +32,9 @@ class PrivacyPolicy(BaseModel):
     detector: DetectorRef | None = None
     method: ObfuscationMethod = "solid"
     retention_days: int = Field(default=30, ge=0, description="How long stored prediction images are kept.")
-    store_predictions: bool = True
+    # Predictions forget by default: the storing prediction routes keep an image only when an admin or trainer
+    # turns this on (projects created before this default keep the value they were created with).
+    store_predictions: bool = False
     # DP-Pix (Fan 2018): average cell×cell blocks, add Laplace noise of scale 255·m/(cell²·ε).
     epsilon: float = Field(default=1.0, gt=0)
     cell: int = Field(default=16, ge=1)
