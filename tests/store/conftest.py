@@ -137,13 +137,15 @@ class Served:
     key: str = ""
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[str] | None = None
+    worker: bool = False  # run training jobs in this server
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Served:
-        command = [VEIL_BIN, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--no-worker"]
+        command = [VEIL_BIN, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        command += [] if self.worker else ["--no-worker"]
         self.process = subprocess.Popen(
             command, env=veil_env(self.database_url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )

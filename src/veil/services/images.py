@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from PIL import Image as PILImage
@@ -25,7 +26,7 @@ from veil.services.projects import get_project, privacy_policy, privacy_policy_p
 from veil.services.tags import resolve_tags
 from veil.services.vault import Vault
 from veil.store.blobs import BlobNotFound
-from veil.store.models import Image, ImageTag, Project, Region, Tag, new_id
+from veil.store.models import Image, ImageTag, Project, Region, Tag, new_id, utcnow
 from veil.store.policy import PrivacyPolicy
 
 MAX_TAGS_PER_IMAGE = 20
@@ -219,6 +220,12 @@ def _commit_batch(
     return BatchOutcome(results)
 
 
+def _training_expiry(policy: PrivacyPolicy) -> datetime | None:
+    """When the retention purge shreds a training image uploaded now (None: kept until deleted)."""
+    days = policy.training_image_retention_days
+    return utcnow() + timedelta(days=days) if days else None
+
+
 def _image_row(session: Session, project: Project, policy: PrivacyPolicy, item: _Prepared, tag_ids: list[str]) -> Image:
     meta = dict(item.upload.metadata)
     if item.anonymized:
@@ -235,6 +242,7 @@ def _image_row(session: Session, project: Project, policy: PrivacyPolicy, item: 
         height=item.clean.height,
         anonymized=item.anonymized,
         meta=meta,
+        expires_at=_training_expiry(policy),
     )
     session.add(image)
     session.flush()

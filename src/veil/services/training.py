@@ -29,7 +29,7 @@ from veil.security import audit
 from veil.security.auth import Principal
 from veil.services.context import AppContext
 from veil.services.errors import InvalidInput, NotFound, ServiceError
-from veil.services.projects import get_project
+from veil.services.projects import get_project, privacy_policy
 from veil.services.vault import Vault
 from veil.store.models import Export, Image, ImageTag, Iteration, Project, Region, Tag, new_id, utcnow
 from veil.vision.variants import variant_named
@@ -187,7 +187,10 @@ def start_training(ctx: AppContext, actor: Principal, project_id: str, options: 
             raise TrainingAlreadyInProgress("a training of this project is already running; wait for it")
         tags = _selected_tags(session, project, options.selected_tags)
         items = dataset(session, project, tags)
-        _check_counts(project, tags, items)
+        try:
+            _check_counts(project, tags, items)
+        except NotEnoughImagesPerTag as short:
+            raise _forgotten_explained(session, project, short) from None
         fingerprint = _fingerprint(project, items, options)
         previous = session.scalars(
             select(Iteration)
@@ -399,7 +402,8 @@ class TrainingJob:
             except vtrain.TrainingCancelled as exc:
                 raise JobCancelled(str(exc) or "cancelled by the user") from exc
             job.report("saving", 99.0, 0.0, True)
-            self._save(ctx, project, iteration.id, tags, result, time.monotonic() - started)
+            used = [item.image_id for item in items]
+            self._save(ctx, project, iteration.id, tags, result, time.monotonic() - started, used)
             return f"trained {len(samples)} images"
         finally:
             ctx.close()
@@ -421,6 +425,7 @@ class TrainingJob:
         tags: list[Tag],
         result: Any,
         seconds: float,
+        used_image_ids: list[str],
     ) -> None:
         vault = Vault(ctx)
         model_blob, evaluation_blob = new_id(), new_id()
@@ -460,6 +465,11 @@ class TrainingJob:
             iteration.status, iteration.trained_at = COMPLETED, utcnow()
             iteration.training_time_minutes = max(1, round(seconds / 60))
             audit.record(session, None, "iteration.trained", [project.id, iteration_id])
+            forgotten = _forget_training_images(session, project.id, iteration, used_image_ids)
+        for blob_id in forgotten:  # their keys went with their rows (committed): the files are noise now
+            ctx.blobs.delete(project.id, blob_id)
+        if forgotten:
+            ctx.db.checkpoint()
 
     def on_failure(self, job: JobContext, reason: str) -> None:
         ctx = AppContext.open(job.settings, migrate=False)
@@ -502,3 +512,37 @@ def load_evaluation(ctx: AppContext, project: Project, iteration: Iteration) -> 
 
 
 TRAINING_JOB = TrainingJob()
+
+
+def _forget_training_images(session: Session, project_id: str, iteration: Iteration, image_ids: list[str]) -> list[str]:
+    """With the policy `forget_images_after_training`, shred the images an iteration has just trained on (their
+    rows go, and with them, by trigger, their blob keys); the iteration keeps its model and metrics. Returns the
+    blob ids whose files are left to remove."""
+    project = get_project(session, project_id)
+    if not privacy_policy(project).forget_images_after_training or not image_ids:
+        return []
+    doomed = list(session.execute(select(Image.id, Image.blob_id).where(
+        Image.project_id == project_id, Image.id.in_(image_ids)
+    )).tuples())  # fmt: skip
+    session.execute(delete(Image).where(Image.id.in_([image_id for image_id, _ in doomed])))
+    iteration.metrics = {**(iteration.metrics or {}), "images_forgotten": len(doomed)}
+    audit.record(session, None, "images.forget-after-training", [project_id, iteration.id], f"images:{len(doomed)}")
+    return [blob_id for _, blob_id in doomed]
+
+
+def _forgotten_explained(session: Session, project: Project, short: NotEnoughImagesPerTag) -> NotEnoughImagesPerTag:
+    """Say why the images are missing when the project's policy shredded them after an earlier training."""
+    if not privacy_policy(project).forget_images_after_training:
+        return short
+    last = session.scalars(
+        select(Iteration)
+        .where(Iteration.project_id == project.id, Iteration.status == COMPLETED)
+        .order_by(Iteration.trained_at.desc())
+    ).first()
+    if last is None or not (last.metrics or {}).get("images_forgotten"):
+        return short
+    return NotEnoughImagesPerTag(
+        f"this project forgets its training images once an iteration has trained on them (privacy policy "
+        f"forget_images_after_training): {last.name} shredded {last.metrics['images_forgotten']} image(s) and "
+        f"keeps only its model and metrics. Upload new images to train again ({short.message})"
+    )

@@ -35,6 +35,10 @@ class PrivacyPolicy(BaseModel):
     # Predictions forget by default: the storing prediction routes keep an image only when an admin or trainer
     # turns this on (projects created before this default keep the value they were created with).
     store_predictions: bool = False
+    # Training images: shredded once an iteration has trained on them (the iteration keeps its model and metrics),
+    # and/or kept at most this many days after upload (None: until deleted).
+    forget_images_after_training: bool = False
+    training_image_retention_days: int | None = Field(default=None, ge=1)
     # DP-Pix (Fan 2018): average cell×cell blocks, add Laplace noise of scale 255·m/(cell²·ε).
     epsilon: float = Field(default=1.0, gt=0)
     cell: int = Field(default=16, ge=1)

@@ -120,6 +120,8 @@ function policyForm(project, policy, editable) {
   );
   const retention = h("input", { type: "number", name: "retention_days", min: 0, step: 1, value: policy.retention_days, disabled });
   const storePredictions = h("input", { type: "checkbox", name: "store_predictions", checked: policy.store_predictions, disabled });
+  const forgetImages = h("input", { type: "checkbox", name: "forget_images_after_training", checked: policy.forget_images_after_training, disabled });
+  const imageRetention = h("input", { type: "number", name: "training_image_retention_days", min: 1, step: 1, value: policy.training_image_retention_days ?? "", placeholder: "forever", disabled });
   const message = h("div");
   const submit = h("button", { type: "submit", class: "primary", id: "save-policy" }, "Save policy");
 
@@ -139,6 +141,8 @@ function policyForm(project, policy, editable) {
       method: method.value,
       retention_days: Number(retention.value),
       store_predictions: storePredictions.checked,
+      forget_images_after_training: forgetImages.checked,
+      training_image_retention_days: imageRetention.value ? Number(imageRetention.value) : null,
       epsilon: Number(epsilon.value),
       cell: Number(cell.value),
       m: Number(m.value),
@@ -176,6 +180,13 @@ function policyForm(project, policy, editable) {
       h("legend", {}, h("strong", {}, "Predictions")),
       h("label", { class: "check" }, storePredictions, " Allow prediction images and results to be stored when a caller asks"),
       h("label", {}, "Keep stored prediction images for ", retention, " days (0: purge at the next run)"),
+    ),
+    h(
+      "fieldset",
+      {},
+      h("legend", {}, h("strong", {}, "Training images")),
+      h("label", { class: "check" }, forgetImages, " Shred the training images once an iteration has trained on them (the iteration keeps its model and metrics; retraining needs new images)"),
+      h("label", {}, "Shred training images ", imageRetention, " days after upload (empty: keep until deleted)"),
     ),
     h("p", { class: "muted small" }, "Changes apply to images received from now on; images already stored are not altered."),
     message,

@@ -117,6 +117,12 @@ function renderTrainForm(panel, project, onStarted) {
       ),
     )
     .catch(() => readiness.remove());
+  // A project that forgets its training images after each training says so before anyone trains it.
+  const forgetting = h("p", { class: "notice small", id: "forget-notice", hidden: true },
+    "This project's privacy policy shreds its training images once an iteration has trained on them: the iteration keeps its model and metrics, and training again needs new images.");
+  get(veil`projects/${project.id}/privacy`)
+    .then((policy) => { forgetting.hidden = !policy.forget_images_after_training; })
+    .catch(() => forgetting.remove());
   fill(
     panel,
     h("h2", {}, "Train a model"),
@@ -126,6 +132,7 @@ function renderTrainForm(panel, project, onStarted) {
       `Each tag needs at least ${minimum} images. Metrics come only from images held out of training.`,
     ),
     readiness,
+    forgetting,
     h(
       "form",
       { class: "train-form", onsubmit: onSubmit },
