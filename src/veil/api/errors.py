@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from veil.security.audit import AuditTampered
 from veil.security.auth import Forbidden, Unauthenticated
-from veil.security.crypto import IntegrityError, MasterKeyError
+from veil.security.crypto import IntegrityError, KeyShredded, MasterKeyError
 from veil.services.errors import Conflict, InvalidInput, NotFound, ServiceError, Unavailable
 
 log = logging.getLogger("veil.api")
@@ -81,6 +81,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:
         log.error("integrity check failed: %s", exc)
         return error_response(500, "StorageIntegrityError", f"stored data failed its integrity check: {exc}")
+
+    @app.exception_handler(KeyShredded)
+    async def _shredded(_request: Request, exc: KeyShredded) -> JSONResponse:
+        # Deleted between the lookup and the read (its key went with its row): gone, not broken.
+        return error_response(404, "NotFound", str(exc))
 
     @app.exception_handler(MasterKeyError)
     async def _master_key(_request: Request, exc: MasterKeyError) -> JSONResponse:
