@@ -30,7 +30,7 @@ class Settings(BaseSettings):
         description=(
             "Where the master key and the per-project keys live: `file` (default: <data_dir>/master.key and "
             "<data_dir>/project-keys/), `file:///DIR` (DIR/master.key, DIR/project-keys/), `env` "
-            "(VEIL_MASTER_KEY; project keys in <data_dir>/project-keys/), or "
+            "(VEIL_MASTER_KEY alone; `env:///DIR`: project keys in DIR/project-keys/, shared by every node), or "
             "`pkcs11:///path/to/module.so?token=LABEL[&pin-file=PATH]` (an HSM; PIN in VEIL_PKCS11_PIN)."
         ),
     )

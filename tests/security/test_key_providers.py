@@ -76,14 +76,17 @@ def test_group_readable_project_key_is_refused(tmp_path: Path) -> None:
         ring.unwrap("p1", wrapped, ring.primary_key_id)
 
 
-def test_env_provider_keeps_project_keys_in_the_data_dir(tmp_path: Path) -> None:
+def test_env_provider_keeps_project_keys_only_in_a_named_directory(tmp_path: Path) -> None:
     secret = base64.b64encode(os.urandom(32)).decode()
-    settings = get_settings(data_dir=tmp_path, master_key=secret, key_provider="env")
+    plain = open_keyring(get_settings(data_dir=tmp_path / "node", master_key=secret, key_provider="env"))
+    assert plain.kind == "env" and plain.primary_key_id == MasterKey.from_base64(secret).key_id
+    _dek, wrapped = plain.new_dek("p", plain.primary_key_id)
+    assert wrapped[0] == 1 and not (tmp_path / "node").exists()  # nodes sharing only the master key all open it
+    settings = get_settings(data_dir=tmp_path / "node", master_key=secret, key_provider=f"env://{tmp_path / 'shared'}")
     ring = open_keyring(settings)
-    assert ring.kind == "env" and ring.primary_key_id == MasterKey.from_base64(secret).key_id
-    dek, wrapped = ring.new_dek("p", ring.primary_key_id)
-    assert (tmp_path / "project-keys" / "p.key").is_file() and not (tmp_path / "master.key").exists()
-    assert open_keyring(settings).unwrap("p", wrapped, ring.primary_key_id) == dek
+    dek, wrapped = ring.new_dek("q", ring.primary_key_id)
+    assert wrapped[0] == PROJECT_WRAP_VERSION and (tmp_path / "shared" / "project-keys" / "q.key").is_file()
+    assert open_keyring(settings).unwrap("q", wrapped, ring.primary_key_id) == dek
     with pytest.raises(MasterKeyError, match="VEIL_MASTER_KEY"):
         open_keyring(get_settings(data_dir=tmp_path, key_provider="env"))
 

@@ -2,7 +2,9 @@
 
     file                      <data_dir>/master.key (created 0600) and <data_dir>/project-keys/   (the default)
     file:///etc/veil/keys     /etc/veil/keys/master.key and /etc/veil/keys/project-keys/
-    env                       VEIL_MASTER_KEY; project keys in <data_dir>/project-keys/ (env:///DIR: in DIR)
+    env                       VEIL_MASTER_KEY alone: DEKs wrapped by it (several nodes can share it)
+    env:///shared/keys        VEIL_MASTER_KEY, project keys in /shared/keys/project-keys/ (a directory every node
+                              sees): deleting a project then also shreds it in backups
     pkcs11:///usr/lib/softhsm/libsofthsm2.so?token=veil[&pin-file=/run/secrets/pin][&prefix=veil]
                               keys on an HSM token; the PIN from VEIL_PKCS11_PIN or pin-file
 
@@ -83,7 +85,9 @@ def open_keyring(settings: Settings, url: str | None = None, create: bool = True
     if spec.scheme == "env" or (spec.scheme == "file" and spec.path is None and settings.master_key is not None):
         if settings.master_key is None:
             raise MasterKeyError("the env key provider needs VEIL_MASTER_KEY (base64 of 32 bytes)")
-        store = ProjectKeyDir((spec.path or settings.data_dir) / "project-keys")
+        # Nodes configured by environment share no directory by default, so there are project keys only where
+        # the operator names a directory every node shares (env:///DIR); else DEKs are wrapped by the master key.
+        store = ProjectKeyDir(spec.path / "project-keys") if spec.path else None
         return KeyRing(EnvKeySource(settings.master_key.get_secret_value()), store, kind="env")
     directory = spec.path or settings.data_dir
     source = FileKeySource(directory / "master.key")
