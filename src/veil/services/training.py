@@ -63,6 +63,9 @@ class TrainOptions:
     force_train: bool = False
     selected_tags: list[str] = field(default_factory=list)  # tag ids; empty: all
     backbone: str | None = None  # Veil extension: efficientnet-lite0|1|2; None: the task's default
+    privacy: str | None = None  # Veil extension: "dp" = differentially private training; None: not private
+    epsilon: float | None = None  # with privacy="dp": the ε to spend
+    delta: str = "auto"  # with privacy="dp": a number below 1/N, or auto = 1/(10·N)
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,7 @@ def _fingerprint(project: Project, items: list[DatasetImage], options: TrainOpti
     digest = hashlib.sha256()
     digest.update(f"{project.project_type}|{project.classification_type}|{project.domain_id}".encode())
     digest.update(f"|{options.training_type}|{sorted(options.selected_tags)}|{options.backbone}".encode())
+    digest.update(f"|{options.privacy}|{options.epsilon}|{options.delta}".encode())
     for item in items:
         digest.update(repr((item.image_id, item.tag_names, item.boxes)).encode())
     return digest.hexdigest()
@@ -191,6 +195,7 @@ def start_training(ctx: AppContext, actor: Principal, project_id: str, options: 
             _check_counts(project, tags, items)
         except NotEnoughImagesPerTag as short:
             raise _forgotten_explained(session, project, short) from None
+        privacy = privacy_request(options, task_of(project), len(items))
         fingerprint = _fingerprint(project, items, options)
         previous = session.scalars(
             select(Iteration)
@@ -213,14 +218,56 @@ def start_training(ctx: AppContext, actor: Principal, project_id: str, options: 
             classification_type=None if is_detection(project) else project.classification_type,
             exportable=True,
             selected_tags=[tag.id for tag in tags],
-            metrics={"fingerprint": fingerprint, "images": len(items)},
+            metrics={"fingerprint": fingerprint, "images": len(items), "privacy_request": privacy},
         )
         session.add(iteration)
         session.flush()
-        payload = {"project_id": project_id, "iteration_id": iteration.id, "backbone": backbone}
+        payload = {"project_id": project_id, "iteration_id": iteration.id, "backbone": backbone, "privacy": privacy}
         iteration.job_id = _enqueue_in(session, "train", project_id, payload)
         audit.record(session, actor, "iteration.train", [project_id, iteration.id])
         return iteration
+
+
+def privacy_request(options: TrainOptions, task: str, images: int) -> dict[str, Any] | None:
+    """The Veil extension `privacy=dp&epsilon=8&delta=auto` as the job's budget (None: not private); a bad request
+    is `InvalidInput` (400) with one line, before anything is queued."""
+    from veil.vision.dp import PrivacyBudget, PrivacyInputError
+
+    if options.privacy in (None, "", "none"):
+        if options.epsilon is not None:
+            raise InvalidInput("epsilon needs privacy=dp")
+        return None
+    if options.privacy != "dp":
+        raise InvalidInput(f"privacy must be dp (differential privacy) or none, not {options.privacy!r}")
+    if options.epsilon is None:
+        raise InvalidInput("privacy=dp needs epsilon, e.g. epsilon=8")
+    try:
+        delta = None if options.delta in ("", "auto") else float(options.delta)
+    except ValueError:
+        raise InvalidInput(f"delta must be a number or auto, not {options.delta!r}") from None
+    budget = PrivacyBudget(options.epsilon, delta)
+    try:
+        budget.validate(task, options.training_type == "Advanced", images)
+    except PrivacyInputError as exc:
+        raise InvalidInput(str(exc)) from None
+    return {"epsilon": budget.epsilon, "delta": budget.delta}
+
+
+def iteration_privacy(ctx: AppContext, project_id: str, iteration_id: str) -> dict[str, Any]:
+    """What an iteration spent (ε, δ, mechanism; None if not private) and its membership-inference audit."""
+    with ctx.db.session() as session:
+        get_project(session, project_id)
+        iteration = get_iteration(session, project_id, iteration_id)
+        metrics = iteration.metrics or {}
+        if iteration.status != COMPLETED:
+            raise NotFound(f"iteration {iteration_id} has no privacy report: it is {iteration.status}")
+        report = metrics.get("privacy") or (metrics.get("model_card") or {}).get("privacy") or {}
+        return {
+            "iteration_id": iteration.id,
+            "requested": metrics.get("privacy_request"),
+            "differential_privacy": report.get("differential_privacy"),
+            "audit": report.get("audit"),
+        }
 
 
 def _enqueue_in(session: Session, kind: str, project_id: str, payload: dict[str, Any]) -> str:
@@ -389,6 +436,7 @@ class TrainingJob:
                 selected_tags=[tag.name for tag in tags if tag.type != "Negative"],
                 negative_tag=negative,
                 backbone=job.payload.get("backbone"),
+                privacy=_budget(job.payload.get("privacy")),
             )
 
             def progress(update: Any) -> None:
@@ -460,6 +508,7 @@ class TrainingJob:
                 "pr_curve_blob_ids": curves,
                 "training_curve_blob_id": training_curve_blob,
                 "model_card": _jsonable(asdict(result.model_card)),
+                "privacy": result.privacy.to_dict() if getattr(result, "privacy", None) else None,
             }
             iteration.model_blob_id = model_blob
             iteration.status, iteration.trained_at = COMPLETED, utcnow()
@@ -482,6 +531,15 @@ class TrainingJob:
                 audit.record(session, None, "iteration.failed", [iteration.project_id, iteration.id], "failed")
         finally:
             ctx.close()
+
+
+def _budget(requested: dict[str, Any] | None) -> Any:
+    """The job payload's privacy request as the engine's `PrivacyBudget` (validated when it was queued)."""
+    if not requested:
+        return None
+    from veil.vision.dp import PrivacyBudget
+
+    return PrivacyBudget(float(requested["epsilon"]), requested.get("delta"))
 
 
 def _budget_minutes(iteration: Iteration, regular_minutes: float | None) -> float | None:

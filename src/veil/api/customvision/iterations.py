@@ -46,6 +46,9 @@ def train_project(
         None, description="Veil extension: efficientnet-lite0, -lite1 or -lite2 (default: the task's choice)"
     ),
     parameters: TrainingParametersIn | None = Body(None),
+    privacy: str | None = Query(None, description="Veil extension: dp = differentially private training"),
+    epsilon: float | None = Query(None, description="Veil extension, with privacy=dp: the ε to spend (e.g. 8)"),
+    delta: str = Query("auto", description="Veil extension, with privacy=dp: δ below 1/N, or auto = 1/(10·N)"),
 ) -> IterationOut:
     options = training_service.TrainOptions(
         training_type=trainingType,
@@ -53,6 +56,9 @@ def train_project(
         force_train=forceTrain,
         selected_tags=list(parameters.selected_tags or []) if parameters else [],
         backbone=backbone,
+        privacy=privacy,
+        epsilon=epsilon,
+        delta=delta,
     )
     return iteration_out(training_service.start_training(ctx, principal, projectId, options))
 

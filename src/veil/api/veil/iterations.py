@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from veil.api.deps import Ctx, VeilKey
 from veil.api.wire.iterations import IterationOut, iteration_out
 from veil.api.wire.jobs import JobOut, job_out
+from veil.api.wire.privacy_report import IterationPrivacyOut, iteration_privacy_out
 from veil.security.auth import Permission as P
 from veil.security.auth import Principal
 from veil.services import training as training_service
@@ -23,6 +24,15 @@ def training_progress(
 ) -> JobOut:
     """The training job of an iteration: status, stage, percent done and ETA."""
     return job_out(training_service.training_job(ctx, projectId, iterationId))
+
+
+@router.get("/projects/{projectId}/iterations/{iterationId}/privacy", response_model=IterationPrivacyOut)
+def iteration_privacy(
+    projectId: str, iterationId: str, ctx: Ctx, _: Annotated[Principal, VeilKey(P.iterations_read)]
+) -> IterationPrivacyOut:
+    """ε spent (if trained with privacy=dp), how (accountant, clipping norm, noise multiplier, sampling rate),
+    and the membership-inference audit: attack AUC and TPR at 0.1 % / 1 % FPR with 95 % intervals, verdict."""
+    return iteration_privacy_out(training_service.iteration_privacy(ctx, projectId, iterationId))
 
 
 @router.post("/projects/{projectId}/iterations/{iterationId}/cancel", response_model=IterationOut)

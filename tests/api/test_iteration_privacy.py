@@ -1,0 +1,75 @@
+"""The Veil extension `?privacy=dp&epsilon=8&delta=auto` on Custom Vision's train route and
+`GET /veil/v1/projects/{id}/iterations/{iid}/privacy`, against a live `veil serve` with its worker: the same
+project trained with and without ε = 8 reports ε and the membership-inference audit side by side; bad privacy
+requests are 400 with one line, before anything is queued."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from tests.compat.conftest import VeilServer, make_server
+from tests.compat.http_helpers import TRAINING, create_ants_bees, ok, start_training, wait_iteration
+from tests.conftest import dataset_path
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, str]]:
+    server: VeilServer = make_server(tmp_path_factory.mktemp("privacy"))
+    server.start()
+    try:
+        key = server.create_key("admin")
+        with httpx.Client(base_url=server.endpoint, headers={"Training-Key": key}, timeout=60) as http:
+            yield http, create_ants_bees(http, dataset_path("ants-bees"), per_class=6, name="private").id
+    finally:
+        server.stop()
+
+
+def _privacy(http: httpx.Client, project_id: str, iteration_id: str) -> dict:  # type: ignore[type-arg]
+    report = ok(http.get(f"/veil/v1/projects/{project_id}/iterations/{iteration_id}/privacy"))
+    assert isinstance(report, dict)
+    return report
+
+
+def test_same_project_with_and_without_epsilon_8_reports_both(project: tuple[httpx.Client, str]) -> None:
+    http, project_id = project
+    plain = wait_iteration(http, project_id, start_training(http, project_id)["id"])
+    private = start_training(http, project_id, privacy="dp", epsilon="8", delta="auto")
+    private = wait_iteration(http, project_id, private["id"])
+    assert plain["status"] == private["status"] == "Completed", (plain, private)
+
+    without, with_dp = _privacy(http, project_id, plain["id"]), _privacy(http, project_id, private["id"])
+    assert without["private"] is False and without["differentialPrivacy"] is None
+    assert with_dp["private"] is True and with_dp["requestedEpsilon"] == 8 and with_dp["requestedDelta"] is None
+    spent = with_dp["differentialPrivacy"]
+    assert 7.9 <= spent["epsilon"] <= 8 and spent["delta"] < 1 / 12 and spent["accountant"] == "prv"
+    assert spent["maxGradNorm"] == 1 and spent["noiseMultiplier"] > 0 and 0 < spent["sampleRate"] <= 1
+    for report in (without, with_dp):
+        audit = report["audit"]
+        assert audit["nonMembers"] == 12 and {a["name"] for a in audit["attacks"]} == {"loss threshold", "LiRA"}
+        for attack in audit["attacks"]:
+            assert attack["auc"]["low"] <= attack["auc"]["value"] <= attack["auc"]["high"]
+            assert 0 <= attack["tprAt01Fpr"]["value"] <= 1 and 0 <= attack["tprAt1Fpr"]["value"] <= 1
+        assert audit["verdict"] and audit["seconds"] > 0
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"privacy": "dp", "epsilon": "0"}, "epsilon must be a positive number"),
+        ({"privacy": "dp", "epsilon": "8", "delta": "1"}, "delta must be between 0 and 1"),
+        ({"privacy": "dp", "epsilon": "8", "delta": "0.5"}, "not below 1/N"),
+        ({"privacy": "dp"}, "needs epsilon"),
+        ({"privacy": "laplace", "epsilon": "8"}, "privacy must be dp"),
+        ({"privacy": "dp", "epsilon": "8", "trainingType": "Advanced"}, "Regular classification only"),
+    ],
+)
+def test_bad_privacy_requests_are_400_with_one_line(
+    project: tuple[httpx.Client, str], params: dict[str, str], message: str
+) -> None:
+    http, project_id = project
+    refused = http.post(f"{TRAINING}/projects/{project_id}/train", params={**params, "forceTrain": "true"})
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"] if "error" in refused.json() else refused.json()
+    assert message in error["message"] and "\n" not in error["message"]
