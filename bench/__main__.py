@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 # Each entry is a module in bench/ with a `main()`; add yours here.
-BENCHMARKS: list[str] = ["anonymize", "edge", "crypto", "prediction", "portal", "training", "scale"]
+BENCHMARKS: list[str] = ["anonymize", "edge", "crypto", "prediction", "portal", "training", "scale", "privacy-training"]
 
 
 def machine() -> str:
@@ -23,7 +23,7 @@ def run(names: list[str]) -> int:
             print(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
             return 2
         print(f"\n## {name}  (command: make bench BENCH={name}  ·  python -m bench {name})")
-        importlib.import_module(f"bench.{name}").main()
+        importlib.import_module(f"bench.{name.replace('-', '_')}").main()
     return 0
 
 
