@@ -17,11 +17,15 @@ Example::
 
 from __future__ import annotations
 
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 Focus = Literal["footprint", "bottom_center", "center"]
 Trigger = Literal["event", "interval"]
@@ -285,7 +289,67 @@ class MqttSink(Strict):
     buffer_size: int = Field(default=10_000, ge=1)
 
 
-SinkSpec = Annotated[StdoutSink | FileSink | WebhookSink | MqttSink, Field(discriminator="type")]
+class AzureIotHubSink(Strict):
+    """Device-to-cloud messages to Azure IoT Hub (what Spatial Analysis deployments read events from): MQTT 3.1.1
+    over TLS to `<hub>:8883`, authenticated with a SAS token made from the device connection string."""
+
+    type: Literal["azure_iot_hub"]
+    # HostName=<hub>.azure-devices.net;DeviceId=<id>;SharedAccessKey=<base64>[;ModuleId=<id>][;GatewayHostName=<h>]
+    connection_string: SecretStr
+    port: int = Field(default=8883, ge=1, le=65535)
+    ca_certs: Path | None = None  # None: the system's trusted roots (IoT Hub's DigiCert / Microsoft roots)
+    qos: Literal[0, 1] = 1  # IoT Hub does not support QoS 2
+    token_ttl_seconds: int = Field(default=3600, ge=60, le=365 * 24 * 3600)
+    keepalive: int = Field(default=60, ge=5, le=1177)  # IoT Hub's maximum is 1177 s
+    buffer_size: int = Field(default=10_000, ge=1)
+    properties: dict[str, str] = {}  # extra application properties on every message (for IoT Hub routing)
+
+    @field_validator("connection_string")
+    @classmethod
+    def _parseable(cls, value: SecretStr) -> SecretStr:
+        parse_connection_string(value.get_secret_value())
+        return value
+
+
+@dataclass(frozen=True)
+class DeviceConnection:
+    host_name: str
+    device_id: str
+    key: bytes
+    module_id: str | None = None
+    gateway: str | None = None
+
+
+def parse_connection_string(text: str) -> DeviceConnection:
+    """An IoT Hub device (or module) connection string; errors never echo the key."""
+    fields: dict[str, str] = {}
+    for part in text.strip().split(";"):
+        if part:
+            name, sep, value = part.partition("=")
+            if not sep:
+                raise ValueError(f"connection string part {name[:20]!r} is not NAME=VALUE")
+            fields[name] = value
+    if "x509" in fields:
+        raise ValueError("X.509 device authentication is not supported; use a SharedAccessKey connection string")
+    missing = [k for k in ("HostName", "DeviceId", "SharedAccessKey") if not fields.get(k)]
+    if missing:
+        raise ValueError(
+            f"connection string lacks {', '.join(missing)} (HostName=...;DeviceId=...;SharedAccessKey=...)"
+        )
+    try:
+        key = base64.b64decode(fields["SharedAccessKey"], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("SharedAccessKey is not base64 (copy the device's primary key from the portal)") from None
+    return DeviceConnection(
+        fields["HostName"],
+        fields["DeviceId"],
+        key,
+        fields.get("ModuleId") or None,
+        fields.get("GatewayHostName") or None,
+    )
+
+
+SinkSpec = Annotated[StdoutSink | FileSink | WebhookSink | MqttSink | AzureIotHubSink, Field(discriminator="type")]
 
 
 class MetricsSpec(Strict):
@@ -367,6 +431,14 @@ def _resolve_paths(config: EdgeConfig, base: Path) -> EdgeConfig:
     detector = config.detector
     if detector.path is not None:
         detector = detector.model_copy(update={"path": fix(detector.path)})
-    sinks = [s.model_copy(update={"path": fix(s.path)}) if isinstance(s, FileSink) else s for s in config.sinks]
+    sinks = [_resolve_sink(s, fix) for s in config.sinks]
     recorder = config.recorder.model_copy(update={"directory": fix(config.recorder.directory)})
     return config.model_copy(update={"cameras": cameras, "detector": detector, "sinks": sinks, "recorder": recorder})
+
+
+def _resolve_sink(sink: SinkSpec, fix: Callable[[Path], Path]) -> SinkSpec:
+    if isinstance(sink, FileSink):
+        return sink.model_copy(update={"path": fix(sink.path)})
+    if isinstance(sink, AzureIotHubSink) and sink.ca_certs is not None:
+        return sink.model_copy(update={"ca_certs": fix(sink.ca_certs)})
+    return sink

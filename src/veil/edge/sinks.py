@@ -1,4 +1,4 @@
-"""Where events go: stdout JSON lines, a rotating file, an HTTP webhook, an MQTT broker.
+"""Where events go: stdout JSON lines, a rotating file, an HTTP webhook, an MQTT broker, Azure IoT Hub.
 
 Every sink has `send(message)` (never blocks the video loop for long, never raises for delivery problems) and
 `close(timeout)` (flushes what it can). Network sinks buffer in memory up to a bound, then drop with a
@@ -13,7 +13,10 @@ Example::
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import hmac
 import logging
 import logging.handlers
 import queue
@@ -21,12 +24,23 @@ import ssl
 import sys
 import threading
 import time
+import urllib.parse
 from typing import Any, Protocol
 
 import httpx
 import paho.mqtt.client as mqtt
 
-from veil.edge.config import FileSink, MqttSink, SinkSpec, StdoutSink, WebhookSink
+from veil.edge.config import (
+    AzureIotHubSink,
+    DeviceConnection,
+    FileSink,
+    MqttSink,
+    MqttTls,
+    SinkSpec,
+    StdoutSink,
+    WebhookSink,
+    parse_connection_string,
+)
 from veil.edge.events import EventMessage
 from veil.edge.metrics import EdgeMetrics
 
@@ -253,7 +267,77 @@ class MqttEventSink:
         self._client.loop_stop()
 
 
+IOT_HUB_API_VERSION = "2021-04-12"
+
+
+def sas_token(resource: str, key: bytes, expiry: int) -> str:
+    """IoT Hub's shared access signature: HMAC-SHA256 over `<url-encoded resource>\\n<expiry>` with the device key."""
+    encoded = urllib.parse.quote(resource, safe="")
+    signature = base64.b64encode(hmac.new(key, f"{encoded}\n{expiry}".encode(), hashlib.sha256).digest()).decode()
+    return f"SharedAccessSignature sr={encoded}&sig={urllib.parse.quote(signature, safe='')}&se={expiry}"
+
+
+class AzureIotHubEventSink(MqttEventSink):
+    """Device-to-cloud messages on IoT Hub's MQTT endpoint, as its device SDKs send them.
+
+    MQTT 3.1.1 over TLS to `<hub>:8883` (or the connection string's `GatewayHostName`), client id = device id,
+    username `<hub>/<device>/?api-version=...`, password a SAS token renewed before each reconnect (IoT Hub drops
+    the connection when a token expires). Topic `devices/<device>/messages/events/` followed by the URL-encoded
+    property bag: `$.ct=application/json`, `$.ce=utf-8` (so IoT Hub routing can query the JSON body), `$.mid` (the
+    event id) and the application properties `eventType`, `cameraId` plus the configured ones.
+    """
+
+    def __init__(self, spec: AzureIotHubSink, metrics: EdgeMetrics) -> None:
+        self.connection: DeviceConnection = parse_connection_string(spec.connection_string.get_secret_value())
+        self._iot = spec
+        conn = self.connection
+        identity = f"{conn.device_id}/{conn.module_id}" if conn.module_id else conn.device_id
+        self.username = f"{conn.host_name}/{identity}/?api-version={IOT_HUB_API_VERSION}"
+        self._resource = f"{conn.host_name}/devices/{conn.device_id}" + (
+            f"/modules/{conn.module_id}" if conn.module_id else ""
+        )
+        self._events_topic = f"devices/{conn.device_id}/" + (
+            f"modules/{conn.module_id}/messages/events/" if conn.module_id else "messages/events/"
+        )
+        mqtt_spec = MqttSink(
+            type="mqtt",
+            host=conn.gateway or conn.host_name,
+            port=spec.port,
+            qos=spec.qos,
+            client_id=identity,
+            username=self.username,
+            password=self._new_token(),
+            tls=MqttTls(ca_certs=spec.ca_certs),
+            keepalive=spec.keepalive,
+            buffer_size=spec.buffer_size,
+        )
+        super().__init__(mqtt_spec, metrics)
+        self.name = f"azure_iot_hub:{conn.host_name}/{identity}"
+        self._client.on_disconnect = self._renew_token
+
+    def _new_token(self) -> str:
+        """A SAS token valid for `token_ttl_seconds` from now; `self.password` is the one the client uses."""
+        self.password = sas_token(self._resource, self.connection.key, int(time.time()) + self._iot.token_ttl_seconds)
+        return self.password
+
+    def _renew_token(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        client.username_pw_set(self.username, self._new_token())  # used by paho's next automatic reconnect
+
+    def topic(self, message: EventMessage) -> str:
+        properties = {
+            "$.mid": message.event.id,
+            "$.ct": "application/json",
+            "$.ce": "utf-8",
+            "eventType": message.event.type,
+            "cameraId": message.frame.camera_id,
+            **self._iot.properties,
+        }
+        return self._events_topic + urllib.parse.urlencode(properties, quote_via=urllib.parse.quote)
+
+
 def build_sink(spec: SinkSpec, metrics: EdgeMetrics) -> EventSink:
+    if isinstance(spec, AzureIotHubSink):
+        return AzureIotHubEventSink(spec, metrics)
     if isinstance(spec, StdoutSink):
         return StdoutEventSink(metrics)
     if isinstance(spec, FileSink):
