@@ -1,10 +1,15 @@
-"""Edge benchmark: `python -m bench edge`.
+"""Edge benchmark: `python -m bench edge` (`make bench BENCH=edge`).
 
-(b) End to end on the MOT17 clips of ../shared/datasets/people-video (frames + ground truth): detector →
-    ByteTrack → operators, frames resized to 640 px wide. MOTA and IDF1 (py-motmetrics), HOTA (the
-    TrackEval-compatible implementation in Roboflow's `trackers.eval`), frames/s. Detectors: OpenCV HOG
-    (the zero-setup fallback), `artifacts/person.onnx` from `make person-model` when present, and, as the
-    peer/upper reference, the public FRCNN detections shipped with MOT17 (det.txt; no detector time).
+(b) End to end on the MOT17 clips of ../shared/datasets/people-video (frames + ground truth): JPEG decode →
+    detector → ByteTrack → operators, every frame at its native size (the detector shrinks it to `detect_width`).
+    Per-frame recall / precision at IoU 0.5 on visible pedestrians (visibility ≥ 0.5; a detection matching any
+    labelled person is not an error), MOTA and IDF1 (py-motmetrics), HOTA (the TrackEval-compatible
+    `trackers.eval`), frames/s. Sequences are split: the shipped YOLOX-Nano's settings (`detect_width`,
+    `confidence`) are chosen on TUNE and reported on REPORT, then on all 7. Detectors: OpenCV HOG (fallback), the
+    shipped YOLOX-Nano at the defaults, `artifacts/person.onnx` when present, and the public FRCNN boxes shipped
+    with MOT17 (peer; no detector time).
+(b') Frames/s end to end (JPEG decode included) at 640×480 (MOT17-05) and 1080p (MOT17-04), same run, with the
+    levers a slow box has (`detect_width`, `frame_skip`).
 (c) Pipeline overhead per frame with 30 people (tracking + 7 operators + a file sink; detector excluded),
     against Roboflow's ByteTrackTracker alone as the peer.
 """
@@ -36,10 +41,12 @@ from veil.edge.sources import Frame
 REPO = Path(__file__).resolve().parents[1]
 VIDEO = REPO.parent / "shared" / "datasets" / "people-video" / "train"
 PERSON_MODEL = REPO / "artifacts" / "person.onnx"
-WIDTH = 640
+TUNE = ("MOT17-02-FRCNN", "MOT17-04-FRCNN", "MOT17-09-FRCNN")  # choose settings here ...
+REPORT = ("MOT17-05-FRCNN", "MOT17-10-FRCNN", "MOT17-11-FRCNN", "MOT17-13-FRCNN")  # ... and report them here
+VISIBLE = 0.5
 console = Console()
 
-Detect = Callable[[np.ndarray, str, int, float], sv.Detections]  # rgb at 640 px, sequence, frame, scale
+Detect = Callable[[np.ndarray, str, int], sv.Detections]  # rgb (native size), sequence, frame number
 
 
 @dataclass
@@ -47,8 +54,12 @@ class Sequence:
     name: str
     fps: float
     frames: list[Path]
-    gt: np.ndarray  # frame, id, x, y, w, h (pedestrians, flag 1)
+    gt: np.ndarray  # every labelled box: frame, id, x, y, w, h, flag, class, visibility
     det: np.ndarray  # frame, -1, x, y, w, h, score
+
+    @property
+    def pedestrians(self) -> np.ndarray:
+        return self.gt[(self.gt[:, 6] == 1) & (self.gt[:, 7] == 1)]
 
 
 def load_sequences() -> list[Sequence]:
@@ -56,16 +67,16 @@ def load_sequences() -> list[Sequence]:
     for folder in sorted(VIDEO.iterdir()):
         info = dict(line.split("=", 1) for line in (folder / "seqinfo.ini").read_text().splitlines() if "=" in line)
         gt = np.loadtxt(folder / "gt" / "gt.txt", delimiter=",", ndmin=2)
-        gt = gt[(gt[:, 6] == 1) & (gt[:, 7] == 1)]
         det = np.loadtxt(folder / "det" / "det.txt", delimiter=",", ndmin=2)
         frames = sorted((folder / "img1").glob("*.jpg"))
         sequences.append(Sequence(folder.name, float(info.get("frameRate", 30)), frames, gt, det))
     return sequences
 
 
-def track_config() -> EdgeConfig:
+def track_config(tracker: dict[str, float] | None = None) -> EdgeConfig:
     return parse_config(
         {
+            "tracker": tracker or {},
             "cameras": [
                 {
                     "id": "bench",
@@ -91,36 +102,69 @@ def track_config() -> EdgeConfig:
     )
 
 
-def run_sequence(seq: Sequence, detect: Detect) -> tuple[list[tuple[np.ndarray, np.ndarray]], float, int]:
-    """Per frame (tracking ids, xywh boxes in original pixels); seconds spent; frames."""
-    config = track_config()
+@dataclass
+class Outcome:
+    tracks: list[tuple[np.ndarray, np.ndarray]]  # per frame: tracking ids, xywh boxes
+    detections: list[sv.Detections]
+    seconds: float
+
+
+def run_sequence(seq: Sequence, detect: Detect, tracker: dict[str, float] | None = None) -> Outcome:
+    """JPEG decode + detection + tracking + operators per frame, timed together."""
+    config = track_config(tracker)
     runner = CameraRunner(config.cameras[0], config, None, [], EdgeMetrics(), seq.fps)
-    outputs, seconds = [], 0.0
+    tracks, found, seconds = [], [], 0.0
     for number, path in enumerate(seq.frames, start=1):
-        bgr = cv2.imread(str(path))
-        scale = WIDTH / bgr.shape[1]
         started = time.perf_counter()
-        rgb = cv2.cvtColor(cv2.resize(bgr, (WIDTH, round(bgr.shape[0] * scale))), cv2.COLOR_BGR2RGB)
-        detections = detect(rgb, seq.name, number, scale)
+        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        detections = detect(rgb, seq.name, number)
         runner.process(Frame(rgb, number - 1, (number - 1) / seq.fps), detections)
-        people = runner.last_people
         seconds += time.perf_counter() - started
+        people = runner.last_people
         ids = np.array([hash(t) % (1 << 31) for t in people.data.get("tracking_id", [])], dtype=np.int64)
-        xyxy = people.xyxy / scale
-        outputs.append((ids, np.column_stack([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]])))
-    return outputs, seconds, len(seq.frames)
+        xyxy = people.xyxy
+        tracks.append((ids, np.column_stack([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]])))
+        found.append(detections)
+    return Outcome(tracks, found, seconds)
 
 
-def evaluate(name: str, detect: Detect, sequences: list[Sequence], timed: bool) -> dict[str, str]:
+def frame_scores(detections: sv.Detections, gt: np.ndarray) -> tuple[float, float]:
+    """(recall on visible pedestrians, precision) at IoU 0.5, greedy one-to-one (as tests/edge/test_detect.py)."""
+    boxes = np.column_stack([gt[:, 2:4], gt[:, 2:4] + gt[:, 4:6]])
+    wanted = (gt[:, 6] == 1) & (gt[:, 7] == 1) & (gt[:, 8] >= VISIBLE)
+    iou = (
+        sv.box_iou_batch(boxes, detections.xyxy)
+        if len(detections) and len(gt)
+        else np.zeros((len(gt), len(detections)))
+    )
+    used: set[int] = set()
+    for row in np.flatnonzero(wanted):
+        for column in np.argsort(-iou[row]):
+            if iou[row, column] >= 0.5 and int(column) not in used:
+                used.add(int(column))
+                break
+    wrong = sum(1 for c in range(len(detections)) if c not in used and not (iou[:, c] >= 0.5).any())
+    recall = len(used) / wanted.sum() if wanted.any() else 1.0
+    precision = (len(detections) - wrong) / len(detections) if len(detections) else 1.0
+    return recall, precision
+
+
+def evaluate(
+    name: str, detect: Detect, sequences: list[Sequence], timed: bool = True, tracker: dict[str, float] | None = None
+) -> dict[str, str]:
     accumulators, names = [], []
     gt_ids, tr_ids, sims = [], [], []
+    recalls, precisions = [], []
     seconds = frames = 0.0
     for k, seq in enumerate(sequences):
-        outputs, spent, count = run_sequence(seq, detect)
-        seconds, frames = seconds + spent, frames + count
+        outcome = run_sequence(seq, detect, tracker)
+        seconds, frames = seconds + outcome.seconds, frames + len(seq.frames)
         acc = mm.MOTAccumulator(auto_id=True)
-        for number, (ids, boxes) in enumerate(outputs, start=1):
-            truth = seq.gt[seq.gt[:, 0] == number]
+        for number, ((ids, boxes), found) in enumerate(zip(outcome.tracks, outcome.detections, strict=True), start=1):
+            recall, precision = frame_scores(found, seq.gt[seq.gt[:, 0] == number])
+            recalls.append(recall)
+            precisions.append(precision)
+            truth = seq.pedestrians[seq.pedestrians[:, 0] == number]
             iou = _iou_xywh(truth[:, 2:6], boxes)
             # motmetrics' own iou_matrix uses np.asfarray (gone in NumPy 2): same distance, 1 − IoU, NaN < 0.5
             distances = np.where(iou >= 0.5, 1.0 - iou, np.nan)
@@ -138,6 +182,8 @@ def evaluate(name: str, detect: Detect, sequences: list[Sequence], timed: bool) 
     overall = summary.loc["OVERALL"]
     return {
         "detector": name,
+        "recall": f"{np.mean(recalls):.3f}",
+        "precision": f"{np.mean(precisions):.3f}",
         "MOTA": f"{100 * overall['mota']:.1f}",
         "IDF1": f"{100 * overall['idf1']:.1f}",
         "HOTA": f"{100 * hota:.1f}",
@@ -162,19 +208,68 @@ def _iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def detector_fn(spec: DetectorSpec) -> Detect:
     detector = build_detector(spec)
-    return lambda rgb, seq, number, scale: detector.detect(rgb)
+    return lambda rgb, seq, number: detector.detect(rgb)
 
 
 def public_detections(sequences: list[Sequence]) -> Detect:
     by_seq = {s.name: s for s in sequences}
 
-    def detect(rgb: np.ndarray, seq: str, number: int, scale: float) -> sv.Detections:
+    def detect(rgb: np.ndarray, seq: str, number: int) -> sv.Detections:
         s = by_seq[seq]
         rows = s.det[s.det[:, 0] == number]
-        xyxy = np.column_stack([rows[:, 2:4], rows[:, 2:4] + rows[:, 4:6]]) * scale
+        xyxy = np.column_stack([rows[:, 2:4], rows[:, 2:4] + rows[:, 4:6]])
         return sv.Detections(xyxy=xyxy.reshape(-1, 4), confidence=np.clip(rows[:, 6], 0, 1))
 
     return detect
+
+
+def sweep(sequences: list[Sequence]) -> list[dict[str, str]]:
+    """YOLOX-Nano settings on the TUNE split (the defaults were chosen from this table): input width × detection
+    threshold at the default tracker, then ByteTrack's two confidence gates at the chosen width and threshold."""
+    rows = []
+    for width in (640, 960, 1280):
+        for confidence in (0.25, 0.3, 0.4):
+            spec = DetectorSpec(detect_width=width, confidence=confidence)
+            rows.append(evaluate(f"width {width}, confidence {confidence}", detector_fn(spec), sequences))
+    chosen = detector_fn(DetectorSpec())
+    for activation, high in ((0.5, 0.6), (0.4, 0.5), (0.3, 0.45), (0.25, 0.4)):
+        gates = {"track_activation_threshold": activation, "high_conf_det_threshold": high}
+        rows.append(evaluate(f"defaults, tracker gates {activation} / {high}", chosen, sequences, tracker=gates))
+    return rows
+
+
+def throughput(sequences: list[Sequence], frames: int = 40) -> list[dict[str, str]]:
+    """Frames/s end to end (JPEG decode, detector, tracker, operators) on one camera, cycling a clip's frames."""
+    by_name = {s.name: s for s in sequences}
+    cameras = [("640×480", by_name["MOT17-05-FRCNN"]), ("1920×1080", by_name["MOT17-04-FRCNN"])]
+    setups = [
+        ("HOG (fallback)", DetectorSpec(kind="hog")),
+        ("yolox-nano defaults (width 960)", DetectorSpec()),
+        ("yolox-nano width 640", DetectorSpec(detect_width=640)),
+        ("yolox-nano defaults + frame_skip 1", DetectorSpec(frame_skip=1)),
+    ]
+    rows = []
+    for camera, seq in cameras:
+        for label, spec in setups:
+            config = track_config().model_copy(update={"detector": spec})
+            runner = CameraRunner(config.cameras[0], config, build_detector(spec), [], EdgeMetrics(), seq.fps)
+            paths = [seq.frames[i % len(seq.frames)] for i in range(frames)]
+            runner.process(Frame(cv2.imread(str(paths[0]))[..., ::-1].copy(), 0, 0.0))  # warm-up (session)
+            started, cpu = time.perf_counter(), time.process_time()
+            for index, path in enumerate(paths, start=1):
+                rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+                runner.process(Frame(rgb, index, index / seq.fps))
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+            rows.append(
+                {
+                    "camera": camera,
+                    "setup": label,
+                    "frames/s (wall)": f"{frames / wall:.1f}",
+                    "CPU s/frame (both cores)": f"{cpu / frames:.3f}",
+                }
+            )
+            console.print(rows[-1])
+    return rows
 
 
 # ---------------------------------------------------------------- (c) overhead with 30 people
@@ -305,14 +400,20 @@ def main() -> None:
     console.print("command: python -m bench edge  (make bench BENCH=edge)")
     if VIDEO.is_dir():
         sequences = load_sequences()
-        rows = [evaluate("public FRCNN det.txt (peer, no detector)", public_detections(sequences), sequences, False)]
-        rows.append(evaluate("HOG (OpenCV, modest fallback)", detector_fn(DetectorSpec(kind="hog")), sequences, True))
-        if PERSON_MODEL.is_file():
-            spec = DetectorSpec(kind="veil", path=PERSON_MODEL)
-            rows.append(evaluate("person.onnx (make person-model)", detector_fn(spec), sequences, True))
-        else:
-            console.print(f"{PERSON_MODEL} absent (run `make person-model`): trained-detector row skipped")
-        table(f"(b) MOT17 clips, {sum(len(s.frames) for s in sequences)} frames at {WIDTH} px wide", rows)
+        tune = [s for s in sequences if s.name in TUNE]
+        report = [s for s in sequences if s.name in REPORT]
+        table(f"(b) tune split {', '.join(TUNE)}: YOLOX-Nano settings", sweep(tune))
+        for title, split in ((f"report split {', '.join(REPORT)}", report), ("all 7 clips", sequences)):
+            rows = [
+                evaluate("public FRCNN det.txt (peer, no detector)", public_detections(sequences), split, False),
+                evaluate("HOG (OpenCV, fallback)", detector_fn(DetectorSpec(kind="hog")), split),
+                evaluate("YOLOX-Nano shipped, defaults", detector_fn(DetectorSpec()), split),
+            ]
+            if PERSON_MODEL.is_file():
+                spec = DetectorSpec(kind="veil", path=PERSON_MODEL)
+                rows.append(evaluate("person.onnx (make person-model)", detector_fn(spec), split))
+            table(f"(b) {title}, {sum(len(s.frames) for s in split)} frames at native size", rows)
+        table("(b') frames/s end to end incl. JPEG decode, 40 frames per row", throughput(sequences))
     else:
         console.print(f"{VIDEO} absent: (b) skipped")
     table("(c) pipeline overhead, detector excluded", overhead())

@@ -238,10 +238,12 @@ class DetectorSpec(Strict):
 
 class TrackerSpec(Strict):
     lost_track_buffer: int = Field(default=30, ge=0)
-    track_activation_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    # The two confidence gates were chosen with the shipped YOLOX-Nano on MOT17's tune split (docs/BENCHMARKS.md):
+    # its scores for real people are often 0.4–0.6, which ByteTrack's stock 0.5 / 0.6 left untracked.
+    track_activation_threshold: float = Field(default=0.4, ge=0.0, le=1.0)
     minimum_iou_threshold: float = Field(default=0.1, ge=0.0, le=1.0)
     minimum_consecutive_frames: int = Field(default=1, ge=1)
-    high_conf_det_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+    high_conf_det_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
 # ---------------------------------------------------------------- sinks
