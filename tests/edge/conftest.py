@@ -110,13 +110,16 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     instance.stop()
 
 
+PERSON_CLASSES = (1, 2, 7)  # MOT17: pedestrian, person on a vehicle, static person — everyone a counter should see
+
+
 @dataclass(frozen=True)
 class PannedClip:
     """A real MOT17 sequence seen through a window sliding right by `step` pixels a frame (frames played forward
     then backward, so people drift left across the picture), with the ground truth moved the same way."""
 
     frames: list[np.ndarray]
-    truth: list[np.ndarray]  # per video frame: [id, x, y, w, h, visibility] of the pedestrians, in window pixels
+    truth: list[np.ndarray]  # per video frame: [id, x, y, w, h, visibility] of every person, in window pixels
     fps: int
 
 
@@ -124,7 +127,7 @@ def panned_clip(sequence: str, window: int, step: int, count: int, fps: int = 10
     folder = dataset_path("people-video") / "train" / sequence
     images = sorted((folder / "img1").glob("*.jpg"))
     gt = np.loadtxt(folder / "gt" / "gt.txt", delimiter=",")
-    gt = gt[(gt[:, 6] == 1) & (gt[:, 7] == 1)]
+    gt = gt[np.isin(gt[:, 7], PERSON_CLASSES)]
     order = list(range(len(images))) + list(range(len(images)))[::-1]
     frames, truth = [], []
     for i in range(count):

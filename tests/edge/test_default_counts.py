@@ -22,7 +22,12 @@ pytest.importorskip("trackers", reason="ByteTrack comes from the `trackers` pack
 VEIL = [str(Path(sys.executable).parent / "veil")]
 LINE = ((0.5, 0.0), (0.5, 1.0))  # normalized start, end: a vertical line across the street
 ZONE = [(0.5, 0.3), (1.0, 0.3), (1.0, 1.0), (0.5, 1.0)]  # lower right: people drift into it
-VISIBLE = 0.5  # MOT17 visibility ratio from which a pedestrian counts as seen
+# MOT17 visibility from which a person counts as seen by the camera: a quarter (a person half hidden behind
+# another still crossed the line; a counter should count them). The benchmark also reports 0.5.
+VISIBLE = 0.25
+# The shipped detector's people-count errors measured by `make bench BENCH=edge` (d) over the 7 clips.
+BENCHMARK_CROSSING_ERROR = 0.35
+BENCHMARK_ZONE_ERROR = 0.35
 
 
 def footprint(row: np.ndarray) -> np.ndarray:
@@ -30,22 +35,22 @@ def footprint(row: np.ndarray) -> np.ndarray:
     return np.array([row[1] + row[3] / 2, row[2] + 0.95 * row[4]])
 
 
-def truth_counts(clip: PannedClip) -> tuple[Counter[str], list[int]]:
-    """Line crossings of visible pedestrians between consecutive frames, and per frame how many visible
-    pedestrians stand in the zone — from the ground-truth tracks alone."""
+def truth_counts(clip: PannedClip, visible: float = VISIBLE) -> tuple[Counter[str], list[int]]:
+    """Line crossings of visible people between consecutive frames, and per frame how many visible people stand
+    in the zone — from the ground-truth tracks alone."""
     height, width = clip.frames[0].shape[:2]
     scale = np.array([width, height])
     a, b = np.array(LINE[0]) * scale, np.array(LINE[1]) * scale
     zone = np.array(ZONE) * scale
     crossings: Counter[str] = Counter()
     for before, after in itertools.pairwise(clip.truth):
-        seen = {int(r[0]): r for r in before if r[5] >= VISIBLE}
+        seen = {int(r[0]): r for r in before if r[5] >= visible}
         for row in after:
-            if row[5] >= VISIBLE and int(row[0]) in seen:
+            if row[5] >= visible and int(row[0]) in seen:
                 p, q = footprint(seen[int(row[0])]), footprint(row)
                 if crosses(p, q, a, b):
                     crossings["CrossRight" if side_of(q, a, b) > 0 else "CrossLeft"] += 1
-    in_zone = [sum(inside_polygon(footprint(r), zone) for r in rows if r[5] >= VISIBLE) for rows in clip.truth]
+    in_zone = [sum(inside_polygon(footprint(r), zone) for r in rows if r[5] >= visible) for rows in clip.truth]
     return crossings, in_zone
 
 
@@ -94,11 +99,11 @@ def zone_count_per_frame(messages: list[dict[str, object]], frames: int) -> list
 
 
 def test_default_config_counts_the_people_who_crossed_and_who_stand_in_the_zone(tmp_path: Path) -> None:
-    # MOT17-04 (a 1080p pedestrian street) through a 960-wide window panning 60 px a frame: people drift left,
-    # so visible pedestrians cross the vertical line and enter the zone; 16 frames at 10 fps.
-    clip = panned_clip("MOT17-04-FRCNN", window=960, step=60, count=16)
+    # MOT17-04 (a 1080p pedestrian street) through a 960-wide window panning 20 px a frame (a brisk walk at
+    # 10 frames/s): people drift left, cross the vertical line and enter the zone; 40 frames, as in the benchmark.
+    clip = panned_clip("MOT17-04-FRCNN", window=960, step=20, count=40)
     crossings, in_zone = truth_counts(clip)
-    assert sum(crossings.values()) >= 8 and set(crossings) == {"CrossRight"}, f"too easy: {crossings}"
+    assert sum(crossings.values()) >= 15 and set(crossings) == {"CrossRight"}, f"too easy: {crossings}"
 
     messages = run_default_config(clip, tmp_path)
     veil_crossings = Counter(
