@@ -43,14 +43,7 @@ def test_list_add_and_use_a_model_by_name(tmp_path: Path) -> None:
     frames = dataset_path("people-video") / "train" / "MOT17-05-FRCNN" / "img1"
     config = tmp_path / "edge.yaml"
     config.write_text(f"cameras: [{{id: c, source: {{type: folder, path: {frames}}}}}]\ndetector: {{model: street}}\n")
-    checked = subprocess.run(
-        [*VEIL, "edge", "validate", str(config)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "VEIL_DATA_DIR": str(data)},
-    )
+    checked = veil("edge", "validate", str(config), "--data-dir", str(data), cwd=tmp_path)
     assert checked.returncode == 0 and "yolox (street.onnx)" in checked.stderr, checked.stderr
 
 

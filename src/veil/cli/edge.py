@@ -1,7 +1,10 @@
 """`veil edge`: people events from live video (Spatial Analysis style), with no video kept.
 
     veil edge validate CONFIG.yaml            check a config and say what it will run
-    veil edge run CONFIG.yaml [--preview out.mp4] [--max-frames N]
+    veil edge run CONFIG.yaml [--preview out.mp4] [--max-frames N] [--data-dir DIR]
+
+A config that names no detector runs the shipped YOLOX-Nano; `detector: {model: NAME}` names one registered with
+`veil models add` in the data directory (`--data-dir`, `$VEIL_DATA_DIR` or ./.veil-data).
 
 Events go to the configured sinks (stdout JSON lines by default); progress and errors go to stderr. SIGTERM or
 Ctrl-C stops cleanly: sources close, sinks flush. Exit codes: 0 done, 2 bad config/input, 1 runtime failure.
@@ -18,6 +21,8 @@ from types import FrameType
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from veil.cli.server import DataDirOption
 
 edge_app = typer.Typer(
     name="edge",
@@ -44,13 +49,14 @@ def _load(config_path: Path):  # type: ignore[no-untyped-def]  # returns EdgeCon
 @edge_app.command()
 def validate(
     config: Path = typer.Argument(..., metavar="CONFIG.yaml", help="Edge configuration file."),
+    data_dir: DataDirOption = None,
 ) -> None:
     """Check CONFIG.yaml (fields, allowed values, files) without opening any camera."""
     from veil.edge.detect import DetectorError, build_detector
 
     cfg = _load(config)
     try:
-        detector = build_detector(cfg.detector)
+        detector = build_detector(cfg.detector, data_dir)
     except DetectorError as exc:
         raise _fail(str(exc)) from None
     for camera in cfg.cameras:
@@ -70,6 +76,7 @@ def run(
     ),
     max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Stop after N frames per camera."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log reconnects and sink problems."),
+    data_dir: DataDirOption = None,
 ) -> None:
     """Run the cameras of CONFIG.yaml until their sources end (files) or SIGTERM / Ctrl-C (live)."""
     from veil.edge.detect import DetectorError
@@ -82,7 +89,7 @@ def run(
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     cfg = _load(config)
-    pipeline = EdgePipeline(cfg)
+    pipeline = EdgePipeline(cfg, data_dir=data_dir)
     pipeline.preview_path = preview
     try:
         pipeline.open()
@@ -121,6 +128,7 @@ def run(
 def open_clip(
     clip: Path = typer.Argument(..., help="A recorder clip (<id>.clip)."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the decrypted MP4."),
+    data_dir: DataDirOption = None,
 ) -> None:
     """Decrypt a recorder clip (faces were hidden before encryption) with Veil's master key."""
     from veil.edge.recorder import master_key
@@ -130,7 +138,7 @@ def open_clip(
     if not clip.is_file():
         raise _fail(f"no such clip: {clip}")
     try:
-        output.write_bytes(decrypt(clip, master_key()))
+        output.write_bytes(decrypt(clip, master_key(data_dir)))
     except (CryptoError, ValueError, KeyError) as exc:
         raise _fail(f"cannot open {clip}: {exc}") from None
     _err.print(f"wrote {output}")
