@@ -26,6 +26,9 @@ fi
 # Mosquitto on 127.0.0.1:1883 (the MQTT tests can also start their own broker from this binary).
 if ! have mosquitto && ! [ -x /usr/sbin/mosquitto ]; then apt_install mosquitto || true; fi
 
+# iproute2 (`ip netns`) for the two-node tests in network namespaces (tests/cluster; they skip without it).
+if ! have ip; then apt_install iproute2 || true; fi
+
 # Chromium for the portal tests.
 if ! have chromium && ! [ -x /usr/bin/chromium ]; then apt_install chromium || true; fi
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from veil.config import Settings
 
 _TMP_PREFIX = ".tmp-"
-_PROBE_PREFIX = ".probe-"
+PROBE_PREFIX = ".probe-"  # readiness probes write these at the top (never a project id)
 
 BLOB_STORE_ERRORS = Counter(
     "veil_blob_store_errors_total",
@@ -201,7 +201,7 @@ class LocalBlobStore(BlobStore):
         if not folder.is_dir():
             return
         for entry in os.scandir(folder):
-            if entry.name.startswith((_TMP_PREFIX, _PROBE_PREFIX)) or not entry.is_file():
+            if entry.name.startswith((_TMP_PREFIX, PROBE_PREFIX)) or not entry.is_file():
                 continue
             try:
                 stat = entry.stat()
@@ -218,7 +218,7 @@ class LocalBlobStore(BlobStore):
         writers = self.root / _WRITERS_DIR
         removed = 0
         verdicts: dict[str, bool] = {}
-        for tmp in [*self.root.glob(f"*/{_TMP_PREFIX}*"), *self.root.glob(f"{_PROBE_PREFIX}*")]:
+        for tmp in [*self.root.glob(f"*/{_TMP_PREFIX}*"), *self.root.glob(f"{PROBE_PREFIX}*")]:
             token = tmp.name.split("-")[1] if tmp.name.count("-") >= 2 else ""
             if token not in verdicts:
                 verdicts[token] = _take_if_dead(writers / f"{token}.lock")
@@ -232,7 +232,7 @@ class LocalBlobStore(BlobStore):
         return removed
 
     def check_writable(self) -> None:
-        with _storage_errors(self.backend, "probe"), self._temp_file(self.root, _PROBE_PREFIX) as (tmp, fd):
+        with _storage_errors(self.backend, "probe"), self._temp_file(self.root, PROBE_PREFIX) as (tmp, fd):
             _write_all(fd, b"veil")
             os.unlink(tmp)
 

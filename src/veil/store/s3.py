@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from veil.store.blobs import (
-    _PROBE_PREFIX,
     BLOB_STORE_ERRORS,
+    PROBE_PREFIX,
     BlobInfo,
     BlobNotFound,
     BlobStore,
@@ -134,7 +134,7 @@ class S3BlobStore(BlobStore):
 
     def check_writable(self) -> None:
         base = f"{self.prefix}/" if self.prefix else ""
-        key = f"{base}{_PROBE_PREFIX}{uuid.uuid4().hex}"
+        key = f"{base}{PROBE_PREFIX}{uuid.uuid4().hex}"
         with self._errors("probe", key):
             self.client.put_object(Bucket=self.bucket, Key=key, Body=b"veil")
             self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
