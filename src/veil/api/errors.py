@@ -17,6 +17,7 @@ from veil.security.audit import AuditTampered
 from veil.security.auth import Forbidden, Unauthenticated
 from veil.security.crypto import IntegrityError, KeyShredded, MasterKeyError
 from veil.services.errors import Conflict, InvalidInput, NotFound, ServiceError, Unavailable
+from veil.store.blobs import BlobStoreError, BlobStoreFull
 
 log = logging.getLogger("veil.api")
 
@@ -81,6 +82,18 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:
         log.error("integrity check failed: %s", exc)
         return error_response(500, "StorageIntegrityError", f"stored data failed its integrity check: {exc}")
+
+    @app.exception_handler(BlobStoreFull)
+    async def _storage_full(_request: Request, exc: BlobStoreFull) -> JSONResponse:
+        log.error("blob store full: %s", exc)
+        return error_response(507, "StorageFull", "the blob store is out of space; nothing was stored")
+
+    @app.exception_handler(BlobStoreError)
+    async def _storage_unavailable(_request: Request, exc: BlobStoreError) -> JSONResponse:
+        log.error("blob store: %s", exc)  # the detail (endpoint, bucket) stays in the server log
+        response = error_response(503, "StorageUnavailable", "the blob store is unavailable; retry later")
+        response.headers["Retry-After"] = "30"
+        return response
 
     @app.exception_handler(KeyShredded)
     async def _shredded(_request: Request, exc: KeyShredded) -> JSONResponse:
