@@ -138,3 +138,13 @@ def test_pkcs11_wraps_on_the_token_and_the_key_never_leaves_it(
 def test_pkcs11_needs_a_pin(softhsm: SoftHsm, hsm_prefix: str, tmp_path: Path) -> None:
     with pytest.raises(MasterKeyError, match="VEIL_PKCS11_PIN"):
         open_keyring(get_settings(data_dir=tmp_path, key_provider=softhsm.url(hsm_prefix)))
+
+
+def test_pkcs11_derives_stable_secrets_on_the_token(softhsm: SoftHsm, hsm_prefix: str, tmp_path: Path) -> None:
+    settings = get_settings(data_dir=tmp_path, key_provider=softhsm.url(hsm_prefix), pkcs11_pin=softhsm.pin)
+    first, second = open_keyring(settings), open_keyring(settings)
+    token = first.derive_secret(b"veil/project-export-token/v1\x00")
+    assert len(token) == 32 and token == second.derive_secret(b"veil/project-export-token/v1\x00")
+    assert first.derive_secret(b"another purpose") != token
+    other_prefix = get_settings(data_dir=tmp_path, key_provider=softhsm.url(hsm_prefix + "x"), pkcs11_pin=softhsm.pin)
+    assert open_keyring(other_prefix).derive_secret(b"veil/project-export-token/v1\x00") != token
