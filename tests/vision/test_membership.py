@@ -75,3 +75,19 @@ def test_differential_privacy_lowers_what_the_audit_finds(audited: dict[str, Tra
     assert private.auc.value < 0.65
     report = audited["private"].privacy.audit  # type: ignore[union-attr]
     assert report is not None and report.seconds > 0
+
+
+def test_advanced_iteration_is_audited_with_proxy_reference_models() -> None:
+    samples = ants_bees("train", 20, skip=60)
+    result = train(
+        TrainRequest("classify", samples, advanced=True, budget_minutes=0.3, seed=2, input_size=96, backbone="lite0")
+    )
+    assert result.privacy is not None and result.privacy.differential_privacy is None
+    report = result.privacy.audit
+    assert report is not None and report.calibration == "offline" and report.reference_models == 8
+    held_out = len(result.evaluation.images)
+    assert report.non_members == held_out and 0 < report.members < len(samples) - held_out  # early-stop set: neither
+    assert {a.name for a in report.attacks} == {"loss threshold", "calibrated loss"}
+    for attack in report.attacks:
+        assert attack.auc.low <= attack.auc.value <= attack.auc.high
+    assert result.model_card.privacy["audit"]["verdict"] == report.verdict

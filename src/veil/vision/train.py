@@ -19,6 +19,7 @@ Minimum data (Custom Vision's rule): 5 images per tag for classification, 15 for
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -50,7 +51,7 @@ from veil.vision.dp import PrivacyBudget, PrivacyReport
 from veil.vision.export import ModelCard, add_metadata, export_onnx, make_bundle
 from veil.vision.metrics import Evaluation, ImageResult, Performance, ScoredBox, performance
 from veil.vision.plots import pr_curve_png, training_curve_png
-from veil.vision.runtime import ModelInfo, load_model
+from veil.vision.runtime import ExportedModel, ModelInfo, load_model
 from veil.vision.variants import DEFAULT_VARIANT, variant_named
 
 __all__ = [
@@ -366,7 +367,8 @@ def _train_classification_advanced(
     progress: ProgressCallback | None,
     should_cancel: Callable[[], bool] | None,
 ) -> TrainResult:
-    report = _Reporter(progress, {"loading": (0.0, 0.05), "fine-tuning": (0.05, 0.92), "export": (0.92, 1.0)})
+    stages = {"loading": (0.0, 0.05), "fine-tuning": (0.05, 0.85), "export": (0.85, 0.88), "audit": (0.88, 1.0)}
+    report = _Reporter(progress, stages)
     classes = _class_names(request, labels)
     info = _classifier_info(request, classes)
     multilabel = request.task == "multilabel"
@@ -408,10 +410,54 @@ def _train_classification_advanced(
         "stopped": history.stopped_because,
         "budget_minutes": round(_budget_seconds(request, DEFAULT_ADVANCED_MINUTES) / 60, 2),
     }
-    result = _finish(request, samples, onnx_bytes, info, evaluation, settings)
-    result.training_curve = training_curve_png(history.epochs, history.train_loss, history.validation_score, "accuracy")
     report("export", 1.0)
+    audit = None
+    if request.audit:
+        audit = _audit_fine_tuned(request, model, images, targets, fit_idx, held_out, info, report, should_cancel)
+    result = _finish(request, samples, onnx_bytes, info, evaluation, settings, PrivacyReport(None, audit))
+    result.training_curve = training_curve_png(history.epochs, history.train_loss, history.validation_score, "accuracy")
+    report("audit", 1.0)
     return result
+
+
+def _audit_fine_tuned(
+    request: TrainRequest,
+    model: ExportedModel,
+    images: list[np.ndarray],
+    targets: np.ndarray,
+    members: list[int],
+    non_members: list[int],
+    info: ModelInfo,
+    report: _Reporter,
+    should_cancel: Callable[[], bool] | None,
+) -> membership.AuditReport:
+    """Attack the delivered fine-tuned model: members = the images it trained on, non-members = the held-out ones
+    (the early-stopping images are neither). Fine-tuning reference models would cost minutes each, so the
+    calibrated attack uses linear heads on the frozen backbone as cheaper proxies ("offline" calibration)."""
+    from veil.vision.dp_train import LinearHead
+
+    multilabel = request.task == "multilabel"
+    scored = np.concatenate([model.probabilities(images[i : i + 32]) for i in range(0, len(images), 32)])
+    probabilities = np.clip(scored.astype(np.float64), 1e-12, 1 - 1e-12)
+    # logits that give back these probabilities: log p (softmax is shift-invariant), log-odds for sigmoids
+    logits = np.log(probabilities) - (np.log1p(-probabilities) if multilabel else 0.0)
+    report("audit", 0.2)
+    runner = FrozenRunner(pretrained_backbone(_backbone(request)), info.input_height, info.input_width)
+    loaders = [functools.partial(np.asarray, rgb) for rgb in images]
+    embeddings = classify.embed(runner, loaders, info, should_cancel=should_cancel)
+    report("audit", 0.5)
+    classes = len(info.labels)
+    proxies = LinearHead(embeddings, targets, multilabel, classes, None, request.seed, should_cancel)
+    return membership.audit(
+        [membership.AuditTarget(logits, members, non_members)],
+        targets,
+        multilabel,
+        proxies.reference_logits,
+        calibration="offline",
+        seed=request.seed,
+        on_progress=lambda fraction: report("audit", 0.5 + 0.5 * fraction),
+        should_cancel=should_cancel,
+    )
 
 
 def _downsized(rgb: np.ndarray, input_size: int) -> np.ndarray:
