@@ -1,5 +1,5 @@
 // One iteration: performance at an adjustable threshold, plots, publish/unpublish, ONNX export.
-import { del, get, post, request, tr } from "../api.js";
+import { del, get, post, request, tr, veil } from "../api.js";
 import { badge, confirmDialog, errorBox, fill, h, percent, spinner, timeAgo, toast } from "../dom.js";
 import { progressBar } from "../jobs.js";
 import { plotUrls } from "../plots.js";
@@ -27,10 +27,11 @@ export async function render(el, page, projectId, iterationId) {
   const publishPanel = h("div", { class: "card", id: "publish" });
   const exportPanel = h("div", { class: "card", id: "export" });
   const heldOutPanel = h("div", { class: "card", id: "held-out" });
+  const privacyPanel = h("div", { class: "card", id: "privacy-report" });
   fill(
     el,
     projectHeader(project, "train"),
-    h("section", { class: "tab-body" }, summary, h("div", { class: "two-col" }, publishPanel, exportPanel), perfPanel, plotPanel, heldOutPanel),
+    h("section", { class: "tab-body" }, summary, h("div", { class: "two-col" }, publishPanel, exportPanel), perfPanel, privacyPanel, plotPanel, heldOutPanel),
   );
 
   async function reloadIteration() {
@@ -43,7 +44,7 @@ export async function render(el, page, projectId, iterationId) {
   if (iteration.status !== "Completed") {
     const why = iteration.status === "Failed" ? "This iteration failed; there is nothing to evaluate, publish or export." : "This iteration is still training.";
     fill(perfPanel, h("p", { class: "muted" }, why));
-    [plotPanel, publishPanel, exportPanel, heldOutPanel].forEach((p) => p.remove());
+    [plotPanel, publishPanel, exportPanel, heldOutPanel, privacyPanel].forEach((p) => p.remove());
     return;
   }
   if (project.me.can("publish")) renderPublish(publishPanel, project, iteration, reloadIteration);
@@ -53,6 +54,73 @@ export async function render(el, page, projectId, iterationId) {
   const heldOut = heldOutImages(heldOutPanel, page, project, iteration);
   renderPerformance(perfPanel, project, iteration, (threshold) => heldOut.setThreshold(threshold));
   renderPlots(plotPanel, page, project, iteration);
+  renderPrivacy(privacyPanel, project, iteration);
+}
+
+/** ε spent (Veil's differential-privacy extension) and the membership-inference audit of this iteration. */
+async function renderPrivacy(panel, project, iteration) {
+  fill(panel, h("h3", {}, "Privacy"), spinner("Loading the privacy report…"));
+  let report;
+  try {
+    report = await get(veil`projects/${project.id}/iterations/${iteration.id}/privacy`);
+  } catch (err) {
+    fill(panel, h("h3", {}, "Privacy"), errorBox(err));
+    return;
+  }
+  const dp = report.differentialPrivacy;
+  const field = (label, value) => h("div", { class: "field" }, h("span", { class: "muted small" }, label), h("div", {}, value));
+  const interval = (i) => `${i.value.toFixed(3)} [${i.low.toFixed(3)}, ${i.high.toFixed(3)}]`;
+  const spent = dp
+    ? h(
+        "div",
+        { class: "fields", id: "dp-spent" },
+        field("Differential privacy", h("strong", {}, `ε = ${dp.epsilon.toFixed(2)}`)),
+        field("δ", dp.delta.toExponential(1)),
+        field("Accountant", dp.accountant.toUpperCase()),
+        field("Clipping norm", String(dp.maxGradNorm)),
+        field("Noise multiplier", dp.noiseMultiplier.toFixed(3)),
+        field("Sampling rate", `${dp.sampleRate.toFixed(3)} · ${dp.steps} steps`),
+      )
+    : h(
+        "p",
+        { id: "dp-spent" },
+        h("strong", {}, "Not differentially private (ε = ∞). "),
+        h("span", { class: "muted" }, "Tick “Differential privacy” on the Training tab to bound what the model reveals about any one image."),
+      );
+  const audit = report.audit;
+  const auditBody = audit
+    ? [
+        h("h4", {}, "Membership-inference audit"),
+        h("p", { id: "audit-verdict" }, audit.verdict),
+        h(
+          "table",
+          { class: "table", id: "audit-attacks" },
+          h("thead", {}, h("tr", {}, ["Attack", "AUC [95 % CI]", "TPR @ 0.1 % FPR", "TPR @ 1 % FPR"].map((c) => h("th", {}, c)))),
+          h(
+            "tbody",
+            {},
+            audit.attacks.map((a) =>
+              h(
+                "tr",
+                { title: a.description },
+                h("td", {}, a.name),
+                h("td", { class: "num" }, interval(a.auc)),
+                h("td", { class: "num" }, interval(a.tprAt01Fpr)),
+                h("td", { class: "num" }, interval(a.tprAt1Fpr)),
+              ),
+            ),
+          ),
+        ),
+        h(
+          "p",
+          { class: "muted small" },
+          `${audit.members} member and ${audit.nonMembers} held-out (non-member) pairs, ${audit.referenceModels} reference models, ` +
+            `${audit.seconds.toFixed(1)} s. AUC 0.5 is guessing. With ${audit.nonMembers} held-out images the smallest measurable ` +
+            `false-positive rate is ${percent(audit.minMeasurableFpr, 2)}.`,
+        ),
+      ]
+    : [h("p", { class: "muted" }, "No membership-inference audit for this iteration (object detection is not audited).")];
+  fill(panel, h("h3", {}, "Privacy"), spent, ...auditBody);
 }
 
 function renderSummary(panel, project, iteration) {

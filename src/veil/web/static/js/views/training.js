@@ -63,6 +63,20 @@ function renderTrainForm(panel, project, onStarted) {
     h("option", { value: "efficientnet-lite2" }, "EfficientNet-Lite2: most accurate"),
   );
   const force = h("input", { type: "checkbox", name: "forceTrain" });
+  // Veil extension: differential privacy (Regular classification): a DP-SGD head whose ε bounds what the model
+  // can reveal about any one training image; δ is automatic (1/(10·N)).
+  const private_ = h("input", { type: "checkbox", name: "privacy", id: "dp-toggle" });
+  const epsilon = h("input", {
+    type: "number", name: "epsilon", id: "dp-epsilon", min: "0.1", step: "0.1", value: "8",
+    "aria-label": "Privacy budget epsilon", class: "narrow",
+  });
+  const epsilonRow = h("label", { class: "inline-field", hidden: true }, "ε (smaller = more private) ", epsilon);
+  private_.onchange = () => { epsilonRow.hidden = !private_.checked; };
+  const privacyRow = project.isDetection
+    ? null
+    : h("div", {},
+        h("label", { class: "inline-field" }, private_, " Differential privacy (Regular only): bound what the model reveals about any one image"),
+        epsilonRow);
   const message = h("div");
   const submit = h("button", { type: "submit", class: "primary", id: "train-button" }, "Train");
 
@@ -83,6 +97,9 @@ function renderTrainForm(panel, project, onStarted) {
           reservedBudgetInHours: trainingType === "Advanced" ? Number(budget.value) : undefined,
           forceTrain: force.checked ? "true" : undefined,
           backbone: backbone.value || undefined,
+          privacy: private_.checked ? "dp" : undefined,
+          epsilon: private_.checked ? epsilon.value : undefined,
+          delta: private_.checked ? "auto" : undefined,
         },
       });
       toast(`Training started: ${iteration.name}.`, "ok");
@@ -157,6 +174,7 @@ function renderTrainForm(panel, project, onStarted) {
       ),
       budgetRow,
       h("label", { class: "inline-field" }, "Network ", backbone),
+      privacyRow,
       h("label", { class: "inline-field" }, force, " Train even if nothing changed since the last iteration"),
       message,
       h("div", { class: "row end" }, submit),
