@@ -38,7 +38,7 @@ PLOT = REPO / "docs" / "privacy_training.png"
 EPSILONS = (math.inf, 8.0, 3.0, 1.0)
 BACKBONE = "efficientnet-lite2"
 SEED = 0
-console = Console()
+console = Console(width=200)  # the table is wide; keep it whole in logs and pipes
 
 
 def _ants_bees(split: str, per_class: int | None = None) -> list[Sample]:
