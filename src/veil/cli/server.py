@@ -180,7 +180,7 @@ def _warm_models(ctx: AppContext) -> None:
     import logging
     import threading
 
-    from veil.services.prediction import MODELS
+    from veil.services.models import MODELS
 
     def warm() -> None:
         try:

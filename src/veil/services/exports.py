@@ -19,9 +19,10 @@ from veil.security.auth import Principal
 from veil.services.context import AppContext
 from veil.services.errors import InvalidInput, NotFound
 from veil.services.projects import get_project
-from veil.services.training import COMPLETED, get_iteration, load_evaluation
+from veil.services.training import get_iteration, load_evaluation
 from veil.services.vault import Vault
 from veil.store.models import Export, Image, Iteration, Tag, new_id
+from veil.store.records import COMPLETED
 
 if TYPE_CHECKING:  # vision is imported where used: the API starts even while a model library is missing
     from veil.vision.export import ModelCard

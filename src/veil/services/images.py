@@ -12,34 +12,33 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from PIL import Image as PILImage
 from sqlalchemy import Select, delete, exists, func, select
 from sqlalchemy.orm import Session
 
-from veil.images.ingest import CleanImage, ImageRejected, decode_image, encode_image, thumbnail
+from veil.images.ingest import ImageRejected, thumbnail
 from veil.security import audit
 from veil.security.auth import Principal
 from veil.services.context import AppContext
-from veil.services.errors import InvalidInput, NotFound, Unavailable
-from veil.services.privacy_detector import PolicyDetector, anonymize_with_detector, load_detector
-from veil.services.projects import get_project, privacy_policy, privacy_policy_problem
+from veil.services.errors import InvalidInput, NotFound
+from veil.services.ingest import (
+    POLICY_REFUSED,
+    IngestPolicy,
+    KeptImage,
+    PolicyNotApplicable,
+    anonymization_facts,
+    ingest_policy,
+    keep_image,
+)
+from veil.services.projects import get_project, privacy_policy
 from veil.services.tags import resolve_tags
 from veil.services.vault import Vault
 from veil.store.blobs import BlobNotFound
-from veil.store.models import Image, ImageTag, Project, Region, Tag, new_id, utcnow
+from veil.store.models import Image, ImageTag, Prediction, Project, Region, Tag, new_id, utcnow
 from veil.store.policy import PrivacyPolicy
 
 MAX_TAGS_PER_IMAGE = 20
 MAX_TAKE = 256
 TaggingStatus = Literal["All", "Tagged", "Untagged"]
-# Custom Vision's per-image status for an image refused because the project's privacy policy cannot be applied.
-POLICY_REFUSED = "ErrorUnknown"
-
-
-class PolicyNotApplicable(InvalidInput):
-    """The project's privacy policy cannot be applied to an upload (the image is refused, never stored raw)."""
-
-    code = "BadRequestPrivacyPolicy"
 
 
 @dataclass(frozen=True)
@@ -91,80 +90,61 @@ class BatchOutcome:
         return any(r.status == "OK" for r in self.results)
 
 
-@dataclass
-class _Prepared:
-    upload: Upload
-    clean: CleanImage
-    blob_id: str
-    anonymized: bool
-    image_id: str  # chosen before the blob is sealed: the blob's key row names it as its owner
-
-
-@dataclass(frozen=True)
-class IngestPolicy:
-    """A project's policy as ingest applies it: why it cannot (if so) and its loaded detector (if any)."""
-
-    policy: PrivacyPolicy
-    problem: str | None = None
-    detector: PolicyDetector | None = None
-
-
-def ingest_policy(ctx: AppContext, session: Session, project: Project) -> IngestPolicy:
-    policy = privacy_policy(project)
-    if not policy.anonymize_on_ingest:
-        return IngestPolicy(policy)
-    problem = privacy_policy_problem(session, policy)
-    if problem or policy.detector is None:
-        return IngestPolicy(policy, problem)
-    try:
-        return IngestPolicy(policy, detector=load_detector(ctx, session, policy))
-    except Exception as exc:  # onnxruntime raises several unrelated types for a model it cannot load
-        return IngestPolicy(policy, f"the policy's detector cannot be loaded: {str(exc).splitlines()[0]}")
-
-
-def anonymize_if_required(image: PILImage.Image, ingest: IngestPolicy) -> tuple[PILImage.Image, bool]:
-    """Apply the ingest anonymization (privacy's `anonymize_for_ingest`) when the policy asks for it."""
-    policy = ingest.policy
-    if not policy.anonymize_on_ingest:
-        return image, False
-    if ingest.problem:
-        raise PolicyNotApplicable(f"{ingest.problem} (PUT /veil/v1/projects/{{projectId}}/privacy)")
-    try:
-        # Lazy: privacy (ONNX detectors) is heavier and only needed by projects that ask for it.
-        from veil.privacy.detectors import DetectorError
-        from veil.privacy.ingest import anonymize_for_ingest
-        from veil.privacy.settings import SettingsError
-    except ImportError as exc:
-        raise Unavailable(
-            f"this project requires anonymization on ingest but veil.privacy is unavailable ({exc})"
-        ) from None
-    try:
-        if ingest.detector is not None:
-            return anonymize_with_detector(image, policy, ingest.detector), True
-        return anonymize_for_ingest(image, policy), True
-    except (SettingsError, DetectorError) as exc:
-        raise PolicyNotApplicable(f"the project's privacy policy cannot be applied: {exc}") from None
-
-
 def add_images(
     ctx: AppContext, actor: Principal, project_id: str, uploads: Sequence[Upload], tag_ids: Sequence[str] = ()
 ) -> BatchOutcome:
     """Ingest a batch; each image gets `OK` or a refusal status and its reason. Nothing raw is stored."""
-    if not uploads:
-        raise InvalidInput("no image in the request", code="BadRequestImageBatch")
-    if len(uploads) > ctx.settings.max_images_per_batch:
-        raise InvalidInput(
-            f"{len(uploads)} images in one request; at most {ctx.settings.max_images_per_batch}",
-            code="BadRequestImageBatch",
-        )
+    _check_batch_size(ctx, len(uploads))
     with ctx.db.session() as session:
         project = get_project(session, project_id)
         for upload in uploads:
             _check_labels(session, project, [*tag_ids, *upload.tag_ids], upload.regions)
         ingest = ingest_policy(ctx, session, project)
         Vault(ctx).dek(project)  # fail early when the project's key is gone
-    prepared: list[_Prepared | UploadOutcome] = [_prepare(ctx, project, ingest, u) for u in uploads]
-    return _commit_batch(ctx, actor, project_id, prepared, list(tag_ids))
+    kept: list[_Kept | UploadOutcome] = [_keep(ctx, project, ingest, u) for u in uploads]
+    return _commit_batch(ctx, actor, project_id, kept, list(tag_ids))
+
+
+@dataclass(frozen=True)
+class FromPrediction:
+    """A stored prediction to promote to a training image, with the labels it gets."""
+
+    prediction_id: str
+    tag_ids: Sequence[str] = ()
+    regions: Sequence[RegionIn] = ()
+
+
+def add_images_from_predictions(
+    ctx: AppContext, actor: Principal, project_id: str, entries: Sequence[FromPrediction], metadata: dict[str, str]
+) -> BatchOutcome:
+    """Promote stored predictions (their kept images) to training images through the same ingest as uploads,
+    so the project's policy as it is now applies; an unknown or image-less prediction is `ErrorSource`."""
+    _check_batch_size(ctx, len(entries))
+    uploads: list[Upload] = []
+    missing: list[UploadOutcome] = []
+    with ctx.db.read_session() as session:
+        project = get_project(session, project_id)
+        for entry in entries:
+            prediction = session.get(Prediction, entry.prediction_id)
+            if prediction is None or prediction.project_id != project_id or not prediction.image_blob_id:
+                missing.append(UploadOutcome(entry.prediction_id, "ErrorSource", "no stored prediction image"))
+                continue
+            data = Vault(ctx).get(project, prediction.image_blob_id)
+            source = {"veil.source": f"prediction:{entry.prediction_id}"}
+            uploads.append(Upload(data, entry.prediction_id, entry.tag_ids, entry.regions, {**metadata, **source}))
+    added = add_images(ctx, actor, project_id, uploads) if uploads else BatchOutcome([])
+    by_source = {r.source_name: r for r in [*added.results, *missing]}
+    return BatchOutcome([by_source[e.prediction_id] for e in entries])
+
+
+def _check_batch_size(ctx: AppContext, count: int) -> None:
+    if not count:
+        raise InvalidInput("no image in the request", code="BadRequestImageBatch")
+    if count > ctx.settings.max_images_per_batch:
+        raise InvalidInput(
+            f"{count} images in one request; at most {ctx.settings.max_images_per_batch}",
+            code="BadRequestImageBatch",
+        )
 
 
 def _check_labels(session: Session, project: Project, tag_ids: list[str], regions: Sequence[RegionIn]) -> None:
@@ -176,33 +156,35 @@ def _check_labels(session: Session, project: Project, tag_ids: list[str], region
         region.check()
 
 
-def _prepare(ctx: AppContext, project: Project, ingest: IngestPolicy, upload: Upload) -> _Prepared | UploadOutcome:
+@dataclass(frozen=True)
+class _Kept:
+    upload: Upload
+    image: KeptImage
+    image_id: str  # chosen before the blob is sealed: the blob's key row names it as its owner
+
+
+def _keep(ctx: AppContext, project: Project, ingest: IngestPolicy, upload: Upload) -> _Kept | UploadOutcome:
     try:
-        image, source_format = decode_image(upload.data, ctx.limits)
+        image_id = new_id()
+        return _Kept(upload, keep_image(ctx, project, ingest, upload.data, owner_id=image_id), image_id)
     except ImageRejected as rejected:
         return UploadOutcome(upload.source_name, rejected.status.value, rejected.reason)
-    try:
-        image, anonymized = anonymize_if_required(image, ingest)
     except PolicyNotApplicable as refused:
         return UploadOutcome(upload.source_name, POLICY_REFUSED, refused.message)
-    clean = encode_image(image, source_format)
-    blob_id, image_id = new_id(), new_id()
-    Vault(ctx).put(project, blob_id, clean.data, owner_id=image_id)  # deleting the image row shreds the blob
-    return _Prepared(upload, clean, blob_id, anonymized, image_id)
 
 
 def _commit_batch(
     ctx: AppContext,
     actor: Principal,
     project_id: str,
-    prepared: list[_Prepared | UploadOutcome],
+    kept: list[_Kept | UploadOutcome],
     tag_ids: list[str],
 ) -> BatchOutcome:
     results: list[UploadOutcome] = []
     with ctx.db.session() as session:
         project = get_project(session, project_id)
         policy = privacy_policy(project)
-        for item in prepared:
+        for item in kept:
             if isinstance(item, UploadOutcome):
                 results.append(item)
                 continue
@@ -226,21 +208,18 @@ def _training_expiry(policy: PrivacyPolicy) -> datetime | None:
     return utcnow() + timedelta(days=days) if days else None
 
 
-def _image_row(session: Session, project: Project, policy: PrivacyPolicy, item: _Prepared, tag_ids: list[str]) -> Image:
-    meta = dict(item.upload.metadata)
-    if item.anonymized:
-        meta["veil.anonymized"] = policy.method
-        if policy.method == "dp-pixelate":
-            meta["veil.epsilon"] = str(policy.epsilon)
+def _image_row(session: Session, project: Project, policy: PrivacyPolicy, item: _Kept, tag_ids: list[str]) -> Image:
+    kept = item.image
+    meta = {**item.upload.metadata, **(anonymization_facts(policy) if kept.anonymized else {})}
     image = Image(
         id=item.image_id,
         project_id=project.id,
-        blob_id=item.blob_id,
-        content_type=item.clean.content_type,
-        size_bytes=len(item.clean.data),
-        width=item.clean.width,
-        height=item.clean.height,
-        anonymized=item.anonymized,
+        blob_id=kept.blob_id,
+        content_type=kept.content_type,
+        size_bytes=kept.size_bytes,
+        width=kept.width,
+        height=kept.height,
+        anonymized=kept.anonymized,
         meta=meta,
         expires_at=_training_expiry(policy),
     )

@@ -15,13 +15,11 @@ from sqlalchemy.orm import Session
 
 from veil.security import audit
 from veil.security.auth import Principal
-from veil.services.context import AppContext
-from veil.services.errors import Conflict, InvalidInput, NotFound
+from veil.services.errors import Conflict, InvalidInput
 from veil.services.images import MAX_TAGS_PER_IMAGE, MAX_TAKE, RegionIn, TaggingStatus, list_images
-from veil.services.projects import get_project, privacy_policy
+from veil.services.projects import get_project
 from veil.services.tags import MAX_TAG_NAME, TAG_TYPES, get_tag
-from veil.services.vault import Vault
-from veil.store.models import Image, ImageTag, Prediction, Project, Region, Tag, new_id
+from veil.store.models import Image, ImageTag, Project, Region, Tag, new_id
 
 MAX_BATCH = 64
 MAX_METADATA_ENTRIES = 10
@@ -279,64 +277,6 @@ def update_metadata(
 def user_metadata(image: Image) -> dict[str, str]:
     """The key/values a user set (Veil's own `veil.*` ingest facts are reported too: they are not secrets)."""
     return {str(k): str(v) for k, v in (image.meta or {}).items()}
-
-
-def images_from_predictions(
-    ctx: AppContext,
-    actor: Principal,
-    project_id: str,
-    entries: Sequence[tuple[str, Sequence[str], Sequence[RegionIn]]],
-) -> list[tuple[str, str, Image | None]]:
-    """Turn stored predictions (their kept images) into training images: (prediction id, status, image)."""
-    _check_batch(len(entries), "images")
-    outcomes: list[tuple[str, str, Image | None]] = []
-    with ctx.db.session() as session:
-        project = get_project(session, project_id)
-        privacy_policy(project)
-        vault = Vault(ctx)
-        for prediction_id, tag_ids, regions in entries:
-            prediction = session.get(Prediction, prediction_id)
-            if prediction is None or prediction.project_id != project_id or not prediction.image_blob_id:
-                outcomes.append((prediction_id, "ErrorSource", None))
-                continue
-            blob_id, image_id = new_id(), new_id()
-            vault.put(project, blob_id, vault.get(project, prediction.image_blob_id), owner_id=image_id)
-            image = Image(
-                id=image_id,
-                project_id=project_id,
-                blob_id=blob_id,
-                content_type=prediction.content_type or "image/jpeg",
-                size_bytes=0,
-                width=prediction.width or 0,
-                height=prediction.height or 0,
-                meta={"veil.source": f"prediction:{prediction_id}"},
-            )
-            session.add(image)
-            session.flush()
-            for tag_id in dict.fromkeys(tag_ids):
-                session.add(ImageTag(image_id=image.id, tag_id=tag_id))
-            for r in regions:
-                r.check()
-                session.add(
-                    Region(
-                        image_id=image.id,
-                        tag_id=r.tag_id,
-                        left=r.left,
-                        top=r.top,
-                        width=r.width,
-                        height=r.height,
-                    )
-                )
-            outcomes.append((prediction_id, "OK", image))
-        created = [image.id for _, _, image in outcomes if image is not None]
-        audit.record(session, actor, "images.create.from_predictions", [project_id, *created])
-        session.flush()
-        for _, _, made in outcomes:
-            if made is not None:
-                session.refresh(made, attribute_names=["tag_links", "regions"])
-    if not outcomes:
-        raise NotFound("no prediction found")
-    return outcomes
 
 
 _CLAUSE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s+(eq|ne)\s+'((?:[^']|'')*)'\s*$", re.IGNORECASE)

@@ -23,10 +23,12 @@ from veil.security.auth import Principal
 from veil.services.context import AppContext
 from veil.services.domains import find_domain
 from veil.services.errors import Conflict, InvalidInput
+from veil.services.ingest import IngestPolicy, anonymization_facts, ingest_policy, keep_image
 from veil.services.projects import CLASSIFICATION_TYPES, create_project, get_project
-from veil.services.training import COMPLETED, get_iteration
+from veil.services.training import get_iteration
 from veil.services.vault import Vault
 from veil.store.models import Image, ImageTag, Iteration, Project, Region, Tag, new_id, utcnow
+from veil.store.records import COMPLETED
 
 TOKEN_LIFETIME = timedelta(days=7)
 MAX_PUBLISH_NAME = 200
@@ -200,7 +202,6 @@ def export_project(ctx: AppContext, actor: Principal, project_id: str) -> Projec
 
 def import_project(ctx: AppContext, actor: Principal, token: str, name: str | None) -> Project:
     claims = _verify(ctx, token)
-    vault = Vault(ctx)
     with ctx.db.session() as session:
         source = get_project(session, claims["project"])
         if not actor.covers(source.id):
@@ -227,21 +228,31 @@ def import_project(ctx: AppContext, actor: Principal, token: str, name: str | No
             .options(selectinload(Image.tag_links), selectinload(Image.regions))
             .where(Image.project_id == source.id, Image.expires_at.is_(None))
         )
+        ingest = ingest_policy(ctx, session, target)
         for image in images:
-            _copy_image(session, vault, source, target, image, tag_map)
+            _copy_image(ctx, session, ingest, source, target, image, tag_map)
         audit.record(session, actor, "project.import", [source.id, target.id])
         return target
 
 
 def _copy_image(
-    session: Session, vault: Vault, source: Project, target: Project, image: Image, tag_map: dict[str, str]
+    ctx: AppContext,
+    session: Session,
+    ingest: IngestPolicy,
+    source: Project,
+    target: Project,
+    image: Image,
+    tag_map: dict[str, str],
 ) -> None:
-    blob_id, copy_id = new_id(), new_id()
-    vault.put(target, blob_id, vault.get(source, image.blob_id), owner_id=copy_id)
+    """Copy one image through the one ingest path: the copy obeys the target's policy, whatever the source's
+    images were kept under (a policy turned on after they were uploaded, for one)."""
+    copy_id = new_id()
+    kept = keep_image(ctx, target, ingest, Vault(ctx).get(source, image.blob_id), owner_id=copy_id)
+    facts = anonymization_facts(ingest.policy) if kept.anonymized else {}
     copy = Image(
-        id=copy_id, project_id=target.id, blob_id=blob_id, content_type=image.content_type,
-        size_bytes=image.size_bytes, width=image.width, height=image.height, anonymized=image.anonymized,
-        created=image.created, meta=dict(image.meta or {}),
+        id=copy_id, project_id=target.id, blob_id=kept.blob_id, content_type=kept.content_type,
+        size_bytes=kept.size_bytes, width=kept.width, height=kept.height,
+        anonymized=image.anonymized or kept.anonymized, created=image.created, meta={**(image.meta or {}), **facts},
     )  # fmt: skip
     session.add(copy)
     session.flush()

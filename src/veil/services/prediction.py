@@ -11,8 +11,6 @@ Models are decrypted in memory only and cached per iteration.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -22,22 +20,24 @@ from PIL import Image as PILImage
 from prometheus_client import Histogram
 from sqlalchemy import select
 
-from veil.images.ingest import ImageRejected, RejectStatus, decode_image, encode_image
+from veil.images.ingest import ImageRejected, RejectStatus, decode_image
 from veil.security import audit
 from veil.security.auth import Principal
 from veil.services.context import AppContext
 from veil.services.errors import InvalidInput, NotFound, ServiceError
-from veil.services.projects import get_project
-from veil.services.training import COMPLETED, get_iteration, is_detection
+from veil.services.ingest import KeptImage, ingest_policy, keep_image
+from veil.services.models import MODELS
+from veil.services.projects import get_project, privacy_policy
+from veil.services.training import get_iteration, is_detection
 from veil.services.vault import Vault
 from veil.store.models import Iteration, Prediction, Project, new_id, utcnow
 from veil.store.policy import PrivacyPolicy
+from veil.store.records import COMPLETED
 
 if TYPE_CHECKING:  # onnxruntime models are loaded where used
     from veil.vision.runtime import ExportedModel
 
 DETECTION_THRESHOLD = 0.05  # like Custom Vision, low-confidence boxes are returned; callers filter
-MODEL_CACHE_SIZE = 8
 MODEL_SECONDS = Histogram(
     "veil_prediction_model_seconds",
     "Time the model itself takes on one prediction image (decode and I/O excluded).",
@@ -80,55 +80,6 @@ class PredictionOutcome:
     created: datetime
     predictions: list[PredictedTag]
     stored: bool
-
-
-class ModelCache:
-    """Loaded onnxruntime models by (iteration, model blob); least recently used ones are dropped."""
-
-    def __init__(self, size: int = MODEL_CACHE_SIZE) -> None:
-        self.size = size
-        self._models: OrderedDict[tuple[str, str], ExportedModel] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, ctx: AppContext, project: Project, iteration: Iteration) -> ExportedModel:
-        assert iteration.model_blob_id
-        key = (iteration.id, iteration.model_blob_id)
-        with self._lock:
-            if key in self._models:
-                self._models.move_to_end(key)
-                return self._models[key]
-        from veil.vision.runtime import load_model
-
-        model = load_model(Vault(ctx).get(project, iteration.model_blob_id), threads=ctx.settings.prediction_threads)
-        with self._lock:
-            self._models[key] = model
-            while len(self._models) > self.size:
-                self._models.popitem(last=False)
-        return model
-
-    def warm(self, ctx: AppContext) -> int:
-        """Load the newest published iterations' models (up to the cache size) from the blob store, so a fresh
-        API replica answers its first predictions without the download; returns how many were loaded."""
-        with ctx.db.read_session() as session:
-            rows = session.execute(
-                select(Project, Iteration)
-                .join(Iteration, Iteration.project_id == Project.id)
-                .where(Iteration.publish_name.is_not(None), Iteration.status == COMPLETED, Project.deleting.is_(False))
-                .order_by(Iteration.published_at.desc())
-                .limit(self.size)
-            ).all()
-            session.expunge_all()
-        loaded = 0
-        for project, iteration in rows:
-            try:
-                self.get(ctx, project, iteration)
-                loaded += 1
-            except ServiceError:
-                continue  # a project being deleted: nothing to serve
-        return loaded
-
-
-MODELS = ModelCache()
 
 
 def _find_iteration(ctx: AppContext, request: PredictRequest) -> tuple[Project, Iteration]:
@@ -177,12 +128,12 @@ def _check_task(project: Project, task: str) -> None:
         )
 
 
-def decode_for_prediction(ctx: AppContext, data: bytes) -> tuple[PILImage.Image, str]:
-    """Safe decode with the upload limits: the metadata-free image and its source format."""
+def decode_for_prediction(ctx: AppContext, data: bytes) -> PILImage.Image:
+    """Safe decode with the upload limits: the metadata-free image."""
     if not data:
         raise InvalidInput("the request has no image", code="BadRequestImageStream")
     try:
-        return decode_image(data, ctx.limits)
+        return decode_image(data, ctx.limits)[0]
     except ImageRejected as rejected:
         raise ServiceError(rejected.reason, code=REJECT_CODES.get(rejected.status, "BadRequestImageFormat")) from None
 
@@ -226,7 +177,7 @@ def quick_test(
 def predict(ctx: AppContext, actor: Principal, request: PredictRequest) -> PredictionOutcome:
     project, iteration = _find_iteration(ctx, request)
     _check_task(project, request.task)
-    image, source_format = decode_for_prediction(ctx, request.data)
+    image = decode_for_prediction(ctx, request.data)
     rgb = np.asarray(image.convert("RGB"))
     model = MODELS.get(ctx, project, iteration)
     with MODEL_SECONDS.labels(request.task).time():
@@ -239,10 +190,13 @@ def predict(ctx: AppContext, actor: Principal, request: PredictRequest) -> Predi
         predictions=predictions,
         stored=False,
     )
-    policy = PrivacyPolicy.model_validate(project.privacy or {})
+    policy = privacy_policy(project)
     if request.store and policy.store_predictions and policy.retention_days > 0:
-        clean = encode_image(image, source_format)  # only what is kept is re-encoded (nostore skips it)
-        _store(ctx, actor, project, outcome, clean.data, clean.content_type, rgb.shape, request.application, policy)
+        with ctx.db.read_session() as session:
+            ingest = ingest_policy(ctx, session, project)
+        # The kept copy goes through the one ingest path (the project's anonymization); the model saw the original.
+        kept = keep_image(ctx, project, ingest, request.data, owner_id=outcome.id)  # deleting it shreds the blob
+        _store(ctx, actor, project, outcome, kept, request.application, policy)
         outcome = PredictionOutcome(**{**outcome.__dict__, "stored": True})
     return outcome
 
@@ -252,14 +206,10 @@ def _store(
     actor: Principal,
     project: Project,
     outcome: PredictionOutcome,
-    clean_bytes: bytes,
-    content_type: str,
-    shape: tuple[int, ...],
+    kept: KeptImage,
     application: str | None,
     policy: PrivacyPolicy,
 ) -> None:
-    blob_id = new_id()
-    Vault(ctx).put(project, blob_id, clean_bytes, owner_id=outcome.id)  # deleting the prediction shreds it
     with ctx.db.session() as session:
         session.add(
             Prediction(
@@ -267,10 +217,10 @@ def _store(
                 project_id=project.id,
                 iteration_id=outcome.iteration_id,
                 application=application,
-                image_blob_id=blob_id,
-                content_type=content_type,
-                width=int(shape[1]),
-                height=int(shape[0]),
+                image_blob_id=kept.blob_id,
+                content_type=kept.content_type,
+                width=kept.width,
+                height=kept.height,
                 results=[_result_json(tag) for tag in outcome.predictions],
                 created=outcome.created,
                 expires_at=outcome.created + timedelta(days=policy.retention_days),

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from veil.security.auth import Principal
 from veil.services.context import AppContext
+from veil.services.models import MODELS
 from veil.store.models import Iteration, Project
 from veil.store.policy import DetectorRef, PrivacyPolicy
 
@@ -59,8 +60,6 @@ def detector_problem(session: Session, ref: DetectorRef, targets: list[str], act
 
 def load_detector(ctx: AppContext, session: Session, policy: PrivacyPolicy) -> PolicyDetector:
     """The policy's detector model (checked first by `detector_problem`), from prediction's model cache."""
-    from veil.services.prediction import MODELS  # lazy: prediction pulls in the vision runtime
-
     assert policy.detector is not None
     ref = policy.detector
     project, iteration = session.get(Project, ref.project_id), session.get(Iteration, ref.iteration_id)

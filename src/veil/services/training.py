@@ -32,6 +32,7 @@ from veil.services.errors import InvalidInput, NotFound, ServiceError
 from veil.services.projects import get_project, privacy_policy
 from veil.services.vault import Vault
 from veil.store.models import Export, Image, ImageTag, Iteration, Project, Region, Tag, new_id, utcnow
+from veil.store.records import COMPLETED, FAILED, TRAINING
 from veil.vision.variants import variant_named
 
 if TYPE_CHECKING:
@@ -41,7 +42,6 @@ log = logging.getLogger("veil.training")
 
 MIN_IMAGES_CLASSIFICATION = 5
 MIN_IMAGES_DETECTION = 15
-TRAINING, COMPLETED, FAILED = "Training", "Completed", "Failed"
 
 
 class TrainingNotNeeded(ServiceError):

@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse
 from veil.api.deps import BaseUrl, Ctx, ImageIds, ImageUpload, TagIds, TrainingKey
 from veil.api.errors import ApiError
 from veil.api.wire.images import (
-    ImageCreateResultOut,
     ImageCreateSummaryOut,
     ImageFileCreateBatchIn,
     ImageIdCreateBatchIn,
@@ -33,8 +32,8 @@ from veil.security.auth import Permission as P
 from veil.security.auth import Principal
 from veil.services import images as image_service
 from veil.services import labels, url_fetch
-from veil.services.images import BatchOutcome, Upload
-from veil.services.tags import resolve_tags
+from veil.services.images import BatchOutcome, FromPrediction, Upload
+from veil.services.ingest import POLICY_REFUSED, PolicyNotApplicable
 
 router = APIRouter(tags=["images"])
 
@@ -47,7 +46,7 @@ _REFUSAL_CODES = {
     "ErrorImageFormat": "BadRequestImageFormat",
     "ErrorImageSize": "BadRequestImageSizeBytes",
     "ErrorImageDimensions": "BadRequestImageDimensions",
-    image_service.POLICY_REFUSED: image_service.PolicyNotApplicable.code,
+    POLICY_REFUSED: PolicyNotApplicable.code,
 }
 
 
@@ -141,23 +140,15 @@ def create_images_from_predictions(
     base_url: BaseUrl,
     principal: Annotated[Principal, TrainingKey(P.images_write)],
 ) -> ImageCreateSummaryOut:
-    entries = [(e.id, [*(batch.tag_ids or []), *(e.tag_ids or [])], _regions(e.regions)) for e in batch.images]
-    with ctx.db.session() as session:
-        for _, tag_ids, regions in entries:
-            resolve_tags(session, projectId, [*tag_ids, *(r.tag_id for r in regions)])
-    outcomes = labels.images_from_predictions(ctx, principal, projectId, entries)
-    results = [
-        ImageCreateResultOut(
-            source_url=prediction_id,
-            status=status,
-            image=image_out(image, base_url) if image is not None else None,
-        )
-        for prediction_id, status, image in outcomes
+    entries = [
+        FromPrediction(e.id, [*(batch.tag_ids or []), *(e.tag_ids or [])], _regions(e.regions)) for e in batch.images
     ]
-    ok = all(r.status == "OK" for r in results)
-    if not ok:
-        response.status_code = 207
-    return ImageCreateSummaryOut(is_batch_successful=ok, images=results)
+    outcome = image_service.add_images_from_predictions(ctx, principal, projectId, entries, batch.metadata or {})
+    if not outcome.all_ok:
+        response.status_code = 207  # Custom Vision answers 207 even when none was promoted
+    return ImageCreateSummaryOut(
+        is_batch_successful=outcome.all_ok, images=[create_result_out(r, base_url) for r in outcome.results]
+    )
 
 
 # --- reading ---------------------------------------------------------------------------------------------
