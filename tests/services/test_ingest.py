@@ -39,8 +39,9 @@ from veil.services.context import AppContext
 
 PHOTO = "20_Family_Group_Family_Group_20_108.jpg"  # seven people, faces 73-94 px (WIDER FACE val)
 PUBLISHED = "prod"
-POLICY_ON = {"anonymize_on_ingest": True, "targets": ["faces"], "method": "solid"}
-POLICY_OFF = {"anonymize_on_ingest": False}
+# Stored predictions are off by default (predictions forget): turned on, they must obey the anonymization too.
+POLICY_ON = {"anonymize_on_ingest": True, "targets": ["faces"], "method": "solid", "store_predictions": True}
+POLICY_OFF = {"anonymize_on_ingest": False, "store_predictions": True}
 # A pixel changed when some channel moved by more than JPEG re-encoding noise (quality 95 moves 99.9 % of a
 # WIDER photo's pixels by at most 5 levels); a face is hidden when 70 % of its whole ground-truth box changed.
 CODEC_NOISE = 6
@@ -113,8 +114,8 @@ def image_routes(app: FastAPI) -> dict[tuple[str, str], APIRoute]:
     found = {}
     openapi = app.openapi()["paths"]
     for method, path, route in _flat_routes(app):
-        if route.status_code == 501:
-            continue  # not implemented: answers before reading anything
+        if route.status_code == 501 or method not in ("POST", "PUT", "PATCH"):
+            continue  # not implemented (answers before reading anything), or a method without a body
         content = openapi.get(path, {}).get(method.lower(), {}).get("requestBody", {}).get("content", {})
         binary = any(kind.startswith(("multipart/", "application/octet-stream", "image/")) for kind in content)
         if binary or _reads_raw_body(route.dependant) or any(map(_carries_images, _body_params(route.dependant))):
