@@ -130,6 +130,14 @@ def test_upload_through_a_predict_through_b_then_lose_b(cluster: Cluster) -> Non
     _ok(a.post(f"{TRAINING}/projects/{project_id}/iterations/{iteration['id']}/publish",
                params={"publishName": "prod", "predictionId": "ignored"}))  # fmt: skip
 
+    # A replica (re)started after the publish loads the model from the blob store before any request asks.
+    cluster.serve[1].stop()
+    cluster.serve[1].start()
+    deadline = time.monotonic() + 60
+    while "model cache: 1 published model(s) loaded" not in cluster.serve[1].log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "model cache: 1 published model(s) loaded from the blob store" in cluster.serve[1].log()
+
     held_out = sorted((dataset_path("ants-bees") / "val" / "bees").glob("*.jpg"))[:3]
     for photo in held_out:  # node B loads the model (from S3) it never trained
         url = f"{PREDICTION}/{project_id}/classify/iterations/prod/image/nostore"

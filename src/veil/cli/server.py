@@ -184,9 +184,11 @@ def _warm_models(ctx: AppContext) -> None:
 
     def warm() -> None:
         try:
-            MODELS.warm(ctx)
+            loaded = MODELS.warm(ctx)
         except Exception:  # the first prediction loads its model anyway; say why warming failed
             logging.getLogger("veil.serve").exception("warming the model cache failed")
+            return
+        console.print(f"model cache: {loaded} published model(s) loaded from the blob store", highlight=False)
 
     threading.Thread(target=warm, name="veil-warm-models", daemon=True).start()
 
