@@ -91,3 +91,15 @@ def test_advanced_iteration_is_audited_with_proxy_reference_models() -> None:
     for attack in report.attacks:
         assert attack.auc.low <= attack.auc.value <= attack.auc.high
     assert result.model_card.privacy["audit"]["verdict"] == report.verdict
+
+
+def test_verdict_does_not_claim_leakage_when_the_interval_includes_guessing() -> None:
+    wide = membership.AttackResult(
+        "loss threshold",
+        "",
+        membership.Interval(0.68, 0.49, 0.84),
+        membership.Interval(0.1, 0.0, 0.5),
+        membership.Interval(0.1, 0.0, 0.5),
+    )
+    text = membership.verdict([wide], 12)
+    assert text.startswith("Possible leakage, not established") and "12 held-out images" in text

@@ -259,7 +259,13 @@ def verdict(attacks: Sequence[AttackResult], non_members: int) -> str:
     best = max(attacks, key=lambda attack: attack.auc.value)
     auc_text = f"AUC {best.auc.value:.2f}, 95 % interval {best.auc.low:.2f}–{best.auc.high:.2f}"
     tpr = best.tpr_at_1_fpr.value
-    if best.auc.value >= STRONG_LEAK_AUC:
+    if best.auc.value > NO_MEASURABLE_LEAK_AUC and best.auc.low <= 0.5:
+        # the point estimate says leakage but the interval still contains guessing: say neither
+        text = (
+            f"Possible leakage, not established: the {best.name} attack scores {auc_text}, an interval that "
+            "still includes guessing (0.5)."
+        )
+    elif best.auc.value >= STRONG_LEAK_AUC:
         text = (
             f"The model leaks which images it was trained on: the {best.name} attack tells training images from "
             f"held-out ones well ({auc_text}; it finds {tpr:.0%} of training images at 1 % false alarms)."
