@@ -47,9 +47,36 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_ms: float = 0.0  # CPU time the serving processes spent per request (user + system)
+
+    def capacity(self, cores: int) -> float:
+        """Requests/s if those processes had every core to themselves and kept them all busy: an upper bound
+        that other load on a shared machine does not change (unlike the measured rate)."""
+        return cores * 1000.0 / self.cpu_ms if self.cpu_ms else 0.0
 
 
-def _load(name: str, urls: list[str], key: str, images: list[bytes], seconds: float) -> LoadResult:
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _group_cpu_seconds(groups: list[int]) -> float:
+    """User + system CPU seconds of every live process in these process groups (a node and its children)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) in groups:  # fields after the command: state, ppid, pgrp, ..., utime (11), stime (12)
+            total += int(fields[11]) + int(fields[12])
+    return total / _TICKS
+
+
+def _load(
+    name: str, urls: list[str], key: str, images: list[bytes], seconds: float, groups: list[int] | None = None
+) -> LoadResult:
+    cpu_before = _group_cpu_seconds(groups or [])
     stats = [ClientStats() for _ in range(CLIENTS)]
     stop_at = time.monotonic() + seconds
     started = time.monotonic()
@@ -65,19 +92,20 @@ def _load(name: str, urls: list[str], key: str, images: list[bytes], seconds: fl
     latencies = [lat for s in stats for lat in s.latencies_s]
     p50, p99 = (float(np.percentile(latencies, q)) * 1000 for q in (50, 99))
     errors = sum(s.errors for s in stats)
-    return LoadResult(name, len(latencies), len(latencies) / elapsed, p50, p99, errors)
+    cpu_ms = (_group_cpu_seconds(groups or []) - cpu_before) * 1000 / max(1, len(latencies))
+    return LoadResult(name, len(latencies), len(latencies) / elapsed, p50, p99, errors, cpu_ms)
 
 
 @contextmanager
-def _nodes(env: dict[str, str], hosts: list[tuple[str, str | None]], workers: int) -> Iterator[list[str]]:
-    """`veil serve --no-worker` on each (host, namespace); yields their base URLs."""
+def _nodes(env: dict[str, str], hosts: list[tuple[str, str | None]], workers: int) -> Iterator[list[VeilProcess]]:
+    """`veil serve --no-worker` on each (host, namespace)."""
     processes = []
     try:
         for host, netns in hosts:
             port = 8080 if netns else free_ports(1)[0]
             extra = ("--no-worker", "--workers", str(workers))
             processes.append(VeilProcess.serve(env, host, port, netns=netns, extra=extra).start())
-        yield [p.url or "" for p in processes]
+        yield processes
     finally:
         for process in processes:
             process.stop()
@@ -143,10 +171,11 @@ def main() -> None:
             configurations.append(("2 nodes (namespaces), 1 API process each", hosts, 1))
         for name, hosts, workers in configurations:
             console.print(f"{name}: {CLIENTS} clients × {SECONDS:.0f} s ...")
-            with _nodes(env, hosts, workers) as urls:
-                urls = _predict(urls, project_id)
+            with _nodes(env, hosts, workers) as nodes:
+                urls = _predict([node.url or "" for node in nodes], project_id)
+                groups = [node.process.pid for node in nodes if node.process is not None]
                 _load(name, urls, key, images[:4], 3.0)  # warm-up: model load in every process, connections
-                results.append(_load(name, urls, key, images, SECONDS))
+                results.append(_load(name, urls, key, images, SECONDS, groups))
         if net is None:
             console.print(f"[yellow]2-node run skipped: {net_reason}[/]")
 
@@ -161,17 +190,22 @@ def main() -> None:
 
     base = results[0].rate
     table = Table(title=f"Prediction, {CLIENTS} clients × {SECONDS:.0f} s, classify nostore (PostgreSQL + SeaweedFS)")
-    for column in ("configuration", "requests", "req/s", "vs 1 process", "p50 ms", "p99 ms", "errors"):
+    columns = ("configuration", "requests", "req/s", "vs 1 process", "p50 ms", "p99 ms", "errors",
+               "server CPU ms/request", f"bound on {cores} idle cores, req/s")  # fmt: skip
+    for column in columns:
         table.add_column(column)
-    for r in results:
-        table.add_row(r.name, str(r.requests), f"{r.rate:.1f}", f"{r.rate / base:.2f}×", f"{r.p50_ms:.0f}",
-                      f"{r.p99_ms:.0f}", str(r.errors))  # fmt: skip
+    rows = [
+        (r.name, str(r.requests), f"{r.rate:.1f}", f"{r.rate / base:.2f}×", f"{r.p50_ms:.0f}", f"{r.p99_ms:.0f}",
+         str(r.errors), f"{r.cpu_ms:.1f}", f"{r.capacity(cores):.0f}")
+        for r in results
+    ]  # fmt: skip
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
-    print("| configuration | requests | req/s | vs 1 process | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r.name} | {r.requests} | {r.rate:.1f} | {r.rate / base:.2f}× | {r.p50_ms:.0f} | {r.p99_ms:.0f} | "
-              f"{r.errors} |")  # fmt: skip
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
     print(f"\n| blob store ({BLOB_COUNT} × {BLOB_BYTES // 1024} KB, 8 writer threads) | MB/s |")
     print("|---|---|")
     for name, rate in uploads:
