@@ -38,6 +38,7 @@ from veil.store.policy import PrivacyPolicy
 
 MAX_TAGS_PER_IMAGE = 20
 MAX_TAKE = 256
+MAX_SKIP = 2**63 - 1  # SQL OFFSET is a signed 64-bit integer (SQLite, PostgreSQL)
 TaggingStatus = Literal["All", "Tagged", "Untagged"]
 
 
@@ -257,8 +258,8 @@ def list_images(
     skip: int = 0,
 ) -> list[Image]:
     get_project(session, project_id)
-    if not 0 <= take <= MAX_TAKE or skip < 0:
-        raise InvalidInput(f"take must be 0..{MAX_TAKE} and skip ≥ 0")
+    if not 0 <= take <= MAX_TAKE or not 0 <= skip <= MAX_SKIP:
+        raise InvalidInput(f"take must be 0..{MAX_TAKE} and skip 0..{MAX_SKIP}")
     order = Image.created.desc() if order_by == "Newest" else Image.created.asc()
     query = _filtered(select(Image), project_id, tagging_status, tag_ids).order_by(order, Image.id)
     return list(session.scalars(query.offset(skip).limit(take)))

@@ -159,7 +159,8 @@ def _sign(ctx: AppContext, claims: dict[str, str]) -> str:
 def _verify(ctx: AppContext, token: str) -> dict[str, str]:
     body, _, signature = (token or "").partition(".")
     expected = hmac.new(_token_key(ctx), body.encode(), hashlib.sha256).hexdigest()
-    if not body or not hmac.compare_digest(signature, expected):
+    # Bytes, not str: compare_digest refuses non-ASCII str (a hostile token is a 400, not a TypeError).
+    if not body or not hmac.compare_digest(signature.encode(), expected.encode()):
         raise InvalidInput(
             "the import token is not one this Veil installation issued (or the master key changed since)",
             code="BadRequestInvalidImportToken",

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from veil.api.deps import Ctx, VeilKey
+from veil.api.responses import attachment
 from veil.security.auth import Permission as P
 from veil.security.auth import Principal
 from veil.services import exports as export_service
@@ -24,5 +25,5 @@ async def download_export(
     return Response(
         content=data,
         media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+        headers={"Content-Disposition": attachment(filename), "Cache-Control": "no-store"},
     )
