@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from veil.security.audit import AuditTampered
 from veil.security.auth import Forbidden, Unauthenticated
@@ -124,7 +125,34 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"{request.method} is not allowed on {request.url.path}"
         return error_response(exc.status_code, code, message)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        return error_response(500, "InternalServerError", "unexpected server error; see the server log")
+    # Not `exception_handler(Exception)`: Starlette runs that handler and then re-raises, so uvicorn logs the
+    # traceback a second time and closes the keep-alive connection. This middleware answers and stops there.
+    app.add_middleware(UnexpectedErrors)
+
+
+class UnexpectedErrors:
+    """ASGI middleware: an exception no handler knew becomes one logged traceback and a 500 `{code, message}`
+    body on a connection that stays open (re-raised only if the response had already started)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        except Exception:
+            if started:
+                raise
+            log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            response = error_response(500, "InternalServerError", "unexpected server error; see the server log")
+            await response(scope, receive, send)
