@@ -20,7 +20,7 @@ def test_export_a_trained_iteration_from_the_data_directory(veil_server: VeilSer
     ) as http:
         project = create_ants_bees(http, dataset_path("ants-bees"), per_class=5, name="cli-export")
         nothing_yet = veil_server.cli("export", project.id, "-o", str(tmp_path / "none.zip"), check=False)
-        assert nothing_yet.returncode == 1 and "no trained iteration" in nothing_yet.stderr
+        assert nothing_yet.returncode == 2 and "no trained iteration" in nothing_yet.stderr
         assert len(nothing_yet.stderr.strip().splitlines()) == 1
 
         iteration = wait_iteration(http, project.id, start_training(http, project.id, backbone="lite0")["id"])
@@ -55,6 +55,6 @@ def test_export_a_trained_iteration_from_the_data_directory(veil_server: VeilSer
         assert downloads and downloads[-1]["role"] == "operator"
 
         wrong = veil_server.cli("export", project.id, "--iteration", "Iteration 9", "-o", str(out), check=False)
-        assert wrong.returncode == 1 and "'Iteration 1'" in wrong.stderr  # names the iterations that exist
+        assert wrong.returncode == 2 and "'Iteration 1'" in wrong.stderr  # names the iterations that exist
         unknown = veil_server.cli("export", "no-such-project", "-o", str(out), check=False)
-        assert unknown.returncode == 1 and "not found" in unknown.stderr
+        assert unknown.returncode == 2 and "not found" in unknown.stderr

@@ -40,8 +40,8 @@ def veil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-un
     return run
 
 
-def _one_error_line(result: Result) -> str:
-    assert result.exit_code == 1, (result.stdout, result.stderr)
+def _one_error_line(result: Result, exit_code: int = 1) -> str:
+    assert result.exit_code == exit_code, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return lines[0]
@@ -110,7 +110,7 @@ def test_project_scoped_expiring_key(veil) -> None:  # type: ignore[no-untyped-d
     ],
 )
 def test_bad_input_fails_with_one_line(veil, args: tuple[str, ...], says: str) -> None:  # type: ignore[no-untyped-def]
-    assert says in _one_error_line(veil(*args))
+    assert says in _one_error_line(veil(*args), exit_code=2)
 
 
 def test_world_readable_key_file_is_refused(veil) -> None:  # type: ignore[no-untyped-def]

@@ -6,6 +6,9 @@ Each module under `veil.cli` owns its commands and registers them in `register(a
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import sys
 
 import typer
 
@@ -25,4 +28,14 @@ for _name in _COMMAND_MODULES:
 
 
 def main() -> None:
-    app()
+    """`veil`: any error a command did not turn into its own one-line message is still one line (exit 1);
+    VEIL_DEBUG=1 shows the traceback instead."""
+    try:
+        app()
+    except Exception as exc:
+        if os.environ.get("VEIL_DEBUG"):
+            raise
+        logging.getLogger("veil.cli").debug("unexpected error", exc_info=True)
+        first_line = (str(exc).splitlines() or [""])[0]
+        print(f"error: {exc.__class__.__name__}: {first_line} (VEIL_DEBUG=1 shows the traceback)", file=sys.stderr)
+        sys.exit(1)

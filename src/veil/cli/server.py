@@ -23,7 +23,7 @@ from veil.config import get_settings
 from veil.security.audit import AuditTampered
 from veil.security.crypto import CryptoError
 from veil.services.context import AppContext
-from veil.services.errors import ServiceError
+from veil.services.errors import Conflict, InvalidInput, NotFound, ServiceError
 from veil.store.db import DatabaseError
 from veil.store.sweep import PeriodicTask, sweep_orphans
 
@@ -43,12 +43,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """Turn the errors a user can act on into one line on stderr and exit code 1."""
+    """Turn the errors a user can act on into one line on stderr: exit code 2 when the input was wrong (an
+    unknown role, id or name), 1 when the work failed."""
     try:
         yield
     except (CryptoError, DatabaseError, ServiceError, AuditTampered, ValueError, OSError) as exc:
         message = exc.message if isinstance(exc, ServiceError) else str(exc)
-        fail(message.splitlines()[0] if message else exc.__class__.__name__)
+        bad_input = isinstance(exc, (InvalidInput, NotFound, Conflict))
+        fail(message.splitlines()[0] if message else exc.__class__.__name__, code=2 if bad_input else 1)
 
 
 def open_context(data_dir: Path | None) -> AppContext:
