@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import supervision as sv
 from PIL import Image
-from tests.privacy.conftest import covered, read_rgb, wider_faces
+from tests.privacy.conftest import HIDDEN, covered, hidden, read_rgb, wider_faces
 
 from veil.privacy.detectors import detector_for
 from veil.privacy.image import anonymize_image, hide_detections
@@ -45,8 +45,12 @@ def test_every_face_above_min_size_is_covered_by_every_method(photo: str) -> Non
     for method in METHODS:
         settings = AnonymizeSettings(method=method, seed=1)  # type: ignore[arg-type]
         clean = hide_detections(rgb, found, settings).image
+        # Pixelation replaces each pixel by its cell's mean, which in flat skin is within a few levels of
+        # the original: in memory (no codec noise) any change counts for it, and the cell size is its own test.
+        tolerance = 0 if method == "pixelate" else None
         for face in faces:
-            assert covered(rgb, clean, face) >= 0.9, f"{method}: face {face} of {photo} left visible"
+            share = covered(rgb, clean, face) if tolerance is None else covered(rgb, clean, face, tolerance)
+            assert share >= HIDDEN, f"{method}: face {face} of {photo} left visible ({share:.2f} changed)"
         # Anonymization is local: most of the picture (background, bodies) is untouched.
         assert np.mean(np.any(clean != rgb, axis=2)) < 0.5
 
@@ -86,7 +90,7 @@ def test_ingest_policy_hides_faces_and_keeps_size_and_mode() -> None:
         assert anonymize_for_ingest(image, PrivacyPolicy(anonymize_on_ingest=False)) is image
     pixels = np.asarray(clean)
     for face in faces:
-        assert covered(original, pixels, face) >= 0.9
+        assert hidden(original, pixels, face)
 
 
 def test_ingest_dp_pixelate_records_the_budget() -> None:
@@ -105,7 +109,7 @@ def test_small_faces_pass_hides_more_of_a_crowd() -> None:
     rgb = read_rgb(path)
     plain = anonymize_image(rgb, AnonymizeSettings(half_pass=False)).image
     thorough = anonymize_image(rgb, AnonymizeSettings(half_pass=False, small_faces=True)).image
-    hidden_plain = sum(covered(rgb, plain, face) >= 0.9 for face in faces)
-    hidden_thorough = sum(covered(rgb, thorough, face) >= 0.9 for face in faces)
+    hidden_plain = sum(hidden(rgb, plain, face) for face in faces)
+    hidden_thorough = sum(hidden(rgb, thorough, face) for face in faces)
     assert len(faces) >= 10
     assert hidden_thorough >= hidden_plain + 4, (hidden_plain, hidden_thorough, len(faces))
