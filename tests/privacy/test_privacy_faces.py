@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import supervision as sv
 from PIL import Image
-from tests.privacy.conftest import HIDDEN, covered, hidden, read_rgb, wider_faces
+from tests.conftest import dataset_path
+from tests.privacy.conftest import HIDDEN, Face, covered, hidden, read_rgb, wider_faces
 
 from veil.privacy.detectors import detector_for
 from veil.privacy.image import anonymize_image, hide_detections
@@ -113,3 +114,23 @@ def test_small_faces_pass_hides_more_of_a_crowd() -> None:
     hidden_thorough = sum(hidden(rgb, thorough, face) for face in faces)
     assert len(faces) >= 10
     assert hidden_thorough >= hidden_plain + 4, (hidden_plain, hidden_thorough, len(faces))
+
+
+def test_large_photo_is_tiled_and_faces_on_tile_borders_are_hidden() -> None:
+    # 16 real family photos in a 4x4 mosaic (4096x2732, 11 MP): the full-resolution pass runs in overlapping
+    # tiles, so faces cut by a tile border must still be found (in the overlap, or at a coarser level).
+    folder = dataset_path("faces-det") / "WIDER_val" / "images" / "20--Family_Group"
+    tiles, faces = [], []
+    for index, name in enumerate(sorted(p.name for p in folder.glob("*.jpg"))[:16]):
+        path, photo_faces = wider_faces(name, MIN_SIDE)
+        rgb = read_rgb(path)[:683, :1024]
+        tile = np.zeros((683, 1024, 3), np.uint8)
+        tile[: rgb.shape[0], : rgb.shape[1]] = rgb
+        tiles.append(tile)
+        dy, dx = 683 * (index // 4), 1024 * (index % 4)
+        faces += [Face(f.x1 + dx, f.y1 + dy, f.x2 + dx, f.y2 + dy) for f in photo_faces if f.y2 <= 683 and f.x2 <= 1024]
+    mosaic = np.concatenate([np.concatenate(tiles[r * 4 : r * 4 + 4], axis=1) for r in range(4)], axis=0)
+    assert mosaic.shape == (2732, 4096, 3) and len(faces) >= 40
+    clean = anonymize_image(mosaic, AnonymizeSettings()).image
+    missed = [face for face in faces if not hidden(mosaic, clean, face)]
+    assert not missed, f"{len(missed)} of {len(faces)} faces left visible: {missed}"
