@@ -1,28 +1,43 @@
-"""Face anonymization benchmark: Veil against ORB-HD deface, same images, same machine, same run.
+"""Face anonymization benchmark: Veil against ORB-HD deface 1.5.0, same photos, same machine, same run.
 
-- faces-det (WIDER FACE val subset): recall and precision at IoU 0.5 at each tool's default threshold,
-  recall by face size, images/s (decode + detect + obscure, as each tool runs a folder).
-- people-video (MOT17 frames): frames/s for both (Veil with its temporal smoothing on).
+Photos (../shared/datasets/faces-det, WIDER FACE val), split by event:
+- tuning split: 0--Parade (115 photos). Veil's passes and thresholds were chosen on it.
+- reporting split (default): 19--Couple + 20--Family_Group (94 photos), never used to choose anything.
+  (`VEIL_BENCH_SPLIT=tune` reports on the tuning split instead.)
 
-deface runs in its own venv, `bench/.venv-deface`, created here with `pip install deface onnx onnxruntime`
-(deface's README asks for onnxruntime for its fast backend; its GUI OpenCV stays out of Veil's environment).
+Both tools fill faces solid, each with its own masks (deface: rectangles grown 1.3 per side, as its
+`--replacewith solid`; Veil: its default ellipses of 1.5x the box). A ground-truth face (not flagged invalid) is **hidden**
+when at least 70 % of its box is inside the tool's mask; **false change** is the share of the pixels outside
+every ground-truth box (invalid ones included) that the tool blacked out. Speed is each command line run on
+the same folder, end to end (`veil anonymize DIR -o OUT` vs `deface DIR --replacewith solid`), alternated.
+
+Video (../shared/datasets/people-video, MOT17): each sequence's frames become an H.264 clip at its native fps;
+frames/s is `veil anonymize clip.mp4` vs `deface clip.mp4` end to end. A face region is the head of a
+ground-truth pedestrian (class 1, considered, visibility >= 0.8): the top seventh of the box, as wide as high,
+centred; heads under 20 px are left out. A **leaked frame** holds such a head less than 70 % hidden — for
+Veil with temporal smoothing, Veil frame by frame (`hold_frames=0`) and deface.
+
+deface runs in its own venv, `bench/.venv-deface` (`pip install deface onnx onnxruntime`, its README's fast
+backend), so its GUI OpenCV stays out of Veil's environment.
 
     python -m bench anonymize            # or: make bench BENCH=anonymize
-    VEIL_BENCH_LIMIT=40 python -m bench anonymize   # a quick subset
+    VEIL_BENCH_LIMIT=20 python -m bench anonymize   # a quick subset
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import supervision as sv
 from PIL import Image
@@ -34,18 +49,22 @@ DATASETS = REPO.parent / "shared" / "datasets"
 FACES = DATASETS / "faces-det"
 PEOPLE = DATASETS / "people-video" / "train"
 DEFACE_VENV = REPO / "bench" / ".venv-deface"
+VEIL = Path(sys.executable).with_name("veil")
+SPLITS = {"tune": ("0--Parade",), "report": ("19--Couple", "20--Family_Group")}
 # Face size = sqrt(box area) in pixels.
-SIZES = (("tiny <10px", 0, 10), ("small 10-32px", 10, 32), ("medium 32-96px", 32, 96), ("large ≥96px", 96, 1e9))
+SIZES = (("< 20 px", 0, 20), ("20-40 px", 20, 40), ("40-80 px", 40, 80), ("> 80 px", 80, 1e9))
+HIDDEN = 0.7  # share of a face's box that must be masked
+HEAD_MIN_SIDE, HEAD_MIN_VISIBILITY = 20, 0.8
 
 
 @dataclass(frozen=True)
 class GroundTruth:
     path: Path
     boxes: np.ndarray  # xyxy pixels
-    invalid: np.ndarray  # bool: WIDER's "invalid" flag (matched detections count neither way)
+    invalid: np.ndarray  # bool: WIDER's "invalid" flag
 
 
-def load_wider(root: Path = FACES) -> list[GroundTruth]:
+def load_wider(events: tuple[str, ...], root: Path = FACES) -> list[GroundTruth]:
     """Parse `wider_face_val_bbx_gt.txt`: name, count, then `x1 y1 w h blur expr illum invalid occl pose`."""
     lines = (root / "wider_face_split" / "wider_face_val_bbx_gt.txt").read_text().split("\n")
     items, i = [], 0
@@ -55,76 +74,78 @@ def load_wider(root: Path = FACES) -> list[GroundTruth]:
         i += 2 + max(count, 1)  # an image with 0 faces still has one "0 0 0 0 ..." line
         values = np.array([r for r in rows if r[2] > 0 and r[3] > 0], dtype=np.float32).reshape(-1, 10)
         boxes = np.concatenate([values[:, :2], values[:, :2] + values[:, 2:4]], axis=1)
-        items.append(GroundTruth(root / "WIDER_val" / "images" / name, boxes, values[:, 7] == 1))
+        if name.split("/")[0] in events:
+            items.append(GroundTruth(root / "WIDER_val" / "images" / name, boxes, values[:, 7] == 1))
     return items
 
 
+# --- masks: what each tool blacks out for a list of boxes ----------------------------------------------
+
+
+def veil_mask(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    from veil.privacy.image import hide_detections
+    from veil.privacy.settings import AnonymizeSettings
+
+    white = np.full((height, width, 3), 255, dtype=np.uint8)
+    found = sv.Detections(xyxy=np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
+    return hide_detections(white, found, AnonymizeSettings()).image[:, :, 0] == 0
+
+
+def deface_mask(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """deface 1.5.0's `anonymize_frame` with `replacewith="solid"`: `scale_bb` grows each side by 0.3 of the
+    box, then `cv2.rectangle` fills it (clipped to shape - 1, as deface does)."""
+    mask = np.zeros((height, width), dtype=bool)
+    for x1, y1, x2, y2 in np.asarray(boxes).reshape(-1, 4).astype(int):
+        w, h = x2 - x1, y2 - y1
+        x1, y1, x2, y2 = np.round([x1 - w * 0.3, y1 - h * 0.3, x2 + w * 0.3, y2 + h * 0.3]).astype(int)
+        y1, y2, x1, x2 = max(0, y1), min(height - 1, y2), max(0, x1), min(width - 1, x2)
+        if x2 >= x1 and y2 >= y1:
+            mask[y1 : y2 + 1, x1 : x2 + 1] = True  # cv2.rectangle with thickness -1 includes both corners
+    return mask
+
+
+def box_share(mask: np.ndarray, box: np.ndarray) -> float:
+    height, width = mask.shape
+    x1, y1 = max(int(box[0]), 0), max(int(box[1]), 0)
+    x2, y2 = min(int(np.ceil(box[2])), width), min(int(np.ceil(box[3])), height)
+    return float(mask[y1:y2, x1:x2].mean()) if x2 > x1 and y2 > y1 else 1.0
+
+
 @dataclass
-class Tally:
-    found: dict[str, int]
-    total: dict[str, int]
-    true_pos: int = 0
-    false_pos: int = 0
+class PhotoTally:
+    hidden: dict[str, int] = field(default_factory=lambda: {name: 0 for name, *_ in SIZES})
+    total: dict[str, int] = field(default_factory=lambda: {name: 0 for name, *_ in SIZES})
+    false_changed: int = 0
+    outside: int = 0
 
-    @classmethod
-    def empty(cls) -> Tally:
-        return cls({name: 0 for name, *_ in SIZES}, {name: 0 for name, *_ in SIZES})
-
-    def add(self, truth: GroundTruth, boxes: np.ndarray, scores: np.ndarray) -> None:
-        matched = match(truth.boxes, boxes, scores)
+    def add(self, truth: GroundTruth, mask: np.ndarray) -> None:
+        faces = np.zeros(mask.shape, dtype=bool)
+        for box in truth.boxes.astype(int):
+            faces[max(box[1], 0) : box[3], max(box[0], 0) : box[2]] = True
+        self.false_changed += int((mask & ~faces).sum())
+        self.outside += int((~faces).sum())
         sides = np.sqrt((truth.boxes[:, 2] - truth.boxes[:, 0]) * (truth.boxes[:, 3] - truth.boxes[:, 1]))
-        for name, low, high in SIZES:
-            in_bucket = (sides >= low) & (sides < high) & ~truth.invalid
-            self.total[name] += int(in_bucket.sum())
-            self.found[name] += int((in_bucket & (matched >= 0)).sum())
-        used = set(matched[matched >= 0].tolist())
-        neutral = set(matched[truth.invalid & (matched >= 0)].tolist())
-        self.true_pos += len(used - neutral)
-        self.false_pos += len(boxes) - len(used)
+        for box, side, invalid in zip(truth.boxes, sides, truth.invalid, strict=True):
+            if invalid:
+                continue
+            name = next(n for n, low, high in SIZES if low <= side < high)
+            self.total[name] += 1
+            self.hidden[name] += int(box_share(mask, box) >= HIDDEN)
 
-    def recall(self, name: str | None = None, min_side: float = 10) -> float:
-        names = [n for n, low, _ in SIZES if low >= min_side] if name is None else [name]
-        total = sum(self.total[n] for n in names)
-        return sum(self.found[n] for n in names) / total if total else 0.0
+    def recall(self, name: str) -> float:
+        return self.hidden[name] / self.total[name] if self.total[name] else 0.0
 
     @property
-    def precision(self) -> float:
-        return self.true_pos / max(self.true_pos + self.false_pos, 1)
+    def false_change(self) -> float:
+        return self.false_changed / max(self.outside, 1)
 
 
-def match(truth: np.ndarray, boxes: np.ndarray, scores: np.ndarray, iou: float = 0.5) -> np.ndarray:
-    """Greedy by score: index of the detection matched to each ground-truth box, or -1."""
-    matched = np.full(len(truth), -1)
-    if len(truth) == 0 or len(boxes) == 0:
-        return matched
-    overlaps = sv.box_iou_batch(truth, boxes)
-    for det in np.argsort(-scores):
-        candidates = np.where((matched < 0) & (overlaps[:, det] >= iou))[0]
-        if len(candidates):
-            matched[candidates[np.argmax(overlaps[candidates, det])]] = det
-    return matched
+def veil_photo_boxes(paths: list[Path]) -> list[np.ndarray]:
+    from veil.privacy.batch import anonymize_arrays
+    from veil.privacy.settings import AnonymizeSettings
 
-
-Runner = Callable[[list[Path]], tuple[list[tuple[np.ndarray, np.ndarray]], float]]
-
-# --- Veil ---------------------------------------------------------------------------------------------
-
-
-def veil_runner(half_pass: bool) -> Runner:
-    """Veil as `veil anonymize` runs a folder (decode + detect + obscure, one image per core)."""
-
-    def run(paths: list[Path]) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
-        from veil.privacy.batch import anonymize_arrays
-        from veil.privacy.settings import AnonymizeSettings
-
-        settings = AnonymizeSettings(half_pass=half_pass)
-        anonymize_arrays([np.zeros((64, 64, 3), np.uint8)], settings)  # load the model outside the timing
-        start = time.perf_counter()
-        results = anonymize_arrays((_read(p) for p in paths), settings)
-        seconds = time.perf_counter() - start
-        return [(r.detections.xyxy, _scores(r.detections)) for r in results], seconds
-
-    return run
+    results = anonymize_arrays((_read(p) for p in paths), AnonymizeSettings())
+    return [r.detections.xyxy for r in results]
 
 
 def _read(path: Path) -> np.ndarray:
@@ -132,38 +153,15 @@ def _read(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def _scores(found: sv.Detections) -> np.ndarray:
-    return found.confidence if found.confidence is not None else np.ones(len(found), dtype=np.float32)
-
-
-def run_veil_video(frames: list[Path], half_pass: bool) -> float:
-    """Frames in order with temporal smoothing, as `veil anonymize clip.mp4` runs them (minus the codec)."""
-    from veil.privacy.batch import anonymize_arrays
-    from veil.privacy.settings import AnonymizeSettings
-
-    start = time.perf_counter()
-    list(anonymize_arrays((_read(p) for p in frames), AnonymizeSettings(half_pass=half_pass), smooth=True))
-    return time.perf_counter() - start
-
-
 # --- deface (its own venv) ----------------------------------------------------------------------------
 
-_DEFACE_RUNNER = r"""
-import json, sys, time
+_DEFACE_DETECT = r"""
+import json, sys
 import imageio.v2 as iio
 from deface.centerface import CenterFace
-from deface.deface import anonymize_frame
 paths, out = json.loads(sys.argv[1]), sys.argv[2]
 centerface = CenterFace(in_shape=None, backend="auto")  # deface's defaults: full resolution, onnxruntime
-centerface(iio.imread(paths[0]), threshold=0.2)  # warm-up outside the timing, as for Veil
-results, start = [], time.perf_counter()
-for path in paths:
-    frame = iio.imread(path)
-    dets, _ = centerface(frame, threshold=0.2)
-    anonymize_frame(dets, frame, mask_scale=1.3, replacewith="blur", ellipse=True, draw_scores=False,
-                    replaceimg=None, mosaicsize=20)
-    results.append(dets.tolist())
-json.dump({"seconds": time.perf_counter() - start, "dets": results}, open(out, "w"))
+json.dump([centerface(iio.imread(p), threshold=0.2)[0][:, :4].tolist() for p in paths], open(out, "w"))
 """
 
 
@@ -173,106 +171,257 @@ def ensure_deface() -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(DEFACE_VENV)], check=True)
     check = subprocess.run([str(python), "-c", "import deface, onnxruntime"], capture_output=True)
     if check.returncode != 0:
-        install = [str(python), "-m", "pip", "install", "-q", "deface", "onnx", "onnxruntime"]
-        subprocess.run(install, check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "deface==1.5.0", "onnx", "onnxruntime"], check=True)
     return python
 
 
-def run_deface(paths: list[Path]) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
+def deface_boxes(paths: list[Path]) -> list[np.ndarray]:
     python = ensure_deface()
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out.json"
-        subprocess.run(
-            [str(python), "-c", _DEFACE_RUNNER, json.dumps([str(p) for p in paths]), str(out)],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        data = json.loads(out.read_text())
-    dets = [np.asarray(d, dtype=np.float32).reshape(-1, 5) for d in data["dets"]]
-    return [(d[:, :4], d[:, 4]) for d in dets], float(data["seconds"])
+        out = Path(tmp) / "boxes.json"
+        command = [str(python), "-c", _DEFACE_DETECT, json.dumps([str(p) for p in paths]), str(out)]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        return [np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in json.loads(out.read_text())]
+
+
+# --- command lines, timed -----------------------------------------------------------------------------
+
+
+def time_veil(src: Path, out: Path) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    subprocess.run([str(VEIL), "anonymize", str(src), "-o", str(out)], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def time_deface(src: Path) -> float:
+    """deface writes `<name>_anonymized.<ext>` beside each input: run it on a fresh copy."""
+    deface = DEFACE_VENV / "bin" / "deface"
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = [Path(shutil.copy(p, tmp)) for p in sorted(src.iterdir())]
+        start = time.perf_counter()
+        command = [str(deface), *map(str, inputs), "--replacewith", "solid"]
+        subprocess.run(command, check=True, capture_output=True)
+        return time.perf_counter() - start
+
+
+def alternate(runs: dict[str, object], rounds: int = 2) -> dict[str, float]:
+    """Seconds per tool, each run `rounds` times in ABBA order so both see the same machine load."""
+    seconds = dict.fromkeys(runs, 0.0)
+    names = list(runs)
+    for round_ in range(rounds):
+        for name in names if round_ % 2 == 0 else reversed(names):
+            seconds[name] += runs[name]()  # type: ignore[operator]
+    return {name: spent / rounds for name, spent in seconds.items()}
+
+
+def mosaic_photos(truths: list[GroundTruth], folder: Path, count: int, grid: int = 4) -> None:
+    """Large photos (4096 px wide, ~12 MP) made of grid x grid reporting-split photos, for 'any size'."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        tiles = [
+            np.asarray(Image.open(t.path).convert("RGB").resize((1024, 683)))
+            for t in truths[index * grid * grid : (index + 1) * grid * grid]
+        ]
+        rows = [np.concatenate(tiles[r * grid : (r + 1) * grid], axis=1) for r in range(len(tiles) // grid)]
+        Image.fromarray(np.concatenate(rows, axis=0)).save(folder / f"mosaic_{index}.jpg", quality=92)
+
+
+# --- video --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sequence:
+    name: str
+    frames: list[Path]
+    fps: int
+    heads: dict[int, np.ndarray]  # frame number (1-based) -> head boxes xyxy
+
+
+def load_sequences() -> list[Sequence]:
+    sequences = []
+    for folder in sorted(PEOPLE.iterdir()):
+        info = dict(line.split("=", 1) for line in (folder / "seqinfo.ini").read_text().splitlines() if "=" in line)
+        heads: dict[int, list[list[float]]] = {}
+        for line in (folder / "gt" / "gt.txt").read_text().splitlines():
+            frame, _id, left, top, width, height, considered, cls, visibility = map(float, line.split(",")[:9])
+            side = height / 7
+            if cls == 1 and considered == 1 and visibility >= HEAD_MIN_VISIBILITY and side >= HEAD_MIN_SIDE:
+                centre = left + width / 2
+                heads.setdefault(int(frame), []).append([centre - side / 2, top, centre + side / 2, top + side])
+        frames = sorted((folder / "img1").glob("*.jpg"))
+        boxes = {f: np.asarray(b, dtype=np.float32) for f, b in heads.items()}
+        sequences.append(Sequence(folder.name, frames, int(info["frameRate"]), boxes))
+    return sequences
+
+
+def write_clip(sequence: Sequence, path: Path) -> None:
+    frames = [_read(p) for p in sequence.frames]
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(sequence.fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for rgb in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+def leaked_frames(sequence: Sequence, boxes: list[np.ndarray], mask_of: object) -> int:
+    leaked = 0
+    for number, found in enumerate(boxes, start=1):
+        heads = sequence.heads.get(number)
+        if heads is None:
+            continue
+        height, width = _read(sequence.frames[0]).shape[:2]
+        mask = mask_of(found, height, width)  # type: ignore[operator]
+        leaked += int(any(box_share(mask, head) < HIDDEN for head in heads))
+    return leaked
+
+
+def veil_video_boxes(sequence: Sequence, hold_frames: int) -> list[np.ndarray]:
+    from veil.privacy.batch import anonymize_arrays
+    from veil.privacy.settings import AnonymizeSettings
+
+    settings = AnonymizeSettings(hold_frames=hold_frames)
+    return [r.detections.xyxy for r in anonymize_arrays((_read(p) for p in sequence.frames), settings, smooth=True)]
+
+
+def time_video(clips: list[Path], out: Path) -> dict[str, float]:
+    deface = DEFACE_VENV / "bin" / "deface"
+
+    def veil() -> float:
+        start = time.perf_counter()
+        for clip in clips:
+            subprocess.run(
+                [str(VEIL), "anonymize", str(clip), "-o", str(out / clip.name)], check=True, capture_output=True
+            )
+        return time.perf_counter() - start
+
+    def deface_run() -> float:
+        start = time.perf_counter()
+        for clip in clips:
+            target = out / f"deface_{clip.name}"
+            command = [str(deface), str(clip), "-o", str(target), "--replacewith", "solid"]
+            subprocess.run(command, check=True, capture_output=True)
+        return time.perf_counter() - start
+
+    return alternate({"deface": deface_run, "veil": veil})
 
 
 # --- report -------------------------------------------------------------------------------------------
 
 
-CHUNK = 30  # the machine is shared: alternate the tools every CHUNK images so both see the same load
+def _ratio(veil: float, deface: float) -> str:
+    return f"{veil / deface:.2f}×" if deface else "—"
 
 
-def evaluate(truths: list[GroundTruth], runners: dict[str, Runner]) -> dict[str, tuple[Tally, float]]:
-    """Accuracy tallies and images/s per tool, measured in alternating chunks."""
-    tallies = {name: Tally.empty() for name in runners}
-    seconds = dict.fromkeys(runners, 0.0)
-    for start in range(0, len(truths), CHUNK):
-        chunk = truths[start : start + CHUNK]
-        order = list(runners) if (start // CHUNK) % 2 == 0 else list(reversed(runners))
-        for name in order:
-            detections, spent = runners[name]([t.path for t in chunk])
-            seconds[name] += spent
-            for truth, (boxes, scores) in zip(chunk, detections, strict=True):
-                tallies[name].add(truth, boxes, scores)
-    return {name: (tallies[name], len(truths) / seconds[name]) for name in runners}
+def photos(console: Console, split: str, limit: int | None) -> None:
+    truths = load_wider(SPLITS[split])[:limit]
+    paths = [t.path for t in truths]
+    tallies = {"deface": PhotoTally(), "veil": PhotoTally()}
+    for name, boxes, mask_of in (
+        ("deface", deface_boxes(paths), deface_mask),
+        ("veil", veil_photo_boxes(paths), veil_mask),
+    ):
+        for truth, found in zip(truths, boxes, strict=True):
+            height, width = _read(truth.path).shape[:2]
+            tallies[name].add(truth, mask_of(found, height, width))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, large = Path(tmp) / "photos", Path(tmp) / "large"
+        folder.mkdir()
+        for path in paths:
+            shutil.copy(path, folder / path.name)
+        mosaic_photos(load_wider(SPLITS["report"]), large, count=3 if limit is None else 1)
+        speed = alternate({"deface": lambda: time_deface(folder), "veil": lambda: time_veil(folder, Path(tmp) / "o")})
+        large_speed = alternate(
+            {"deface": lambda: time_deface(large), "veil": lambda: time_veil(large, Path(tmp) / "lo")}, rounds=1
+        )
+        large_count = len(list(large.iterdir()))
+    events = " + ".join(SPLITS[split])
+    table = Table(title=f"photos: {len(truths)} WIDER val photos of {events} ({split} split), both filling solid")
+    for column in ("metric", "deface 1.5.0", "Veil", "Veil / deface"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    deface, veil = tallies["deface"], tallies["veil"]
+    for name, *_ in SIZES:
+        table.add_row(
+            f"hidden {name} (n={veil.total[name]})",
+            f"{deface.recall(name):.3f} ({deface.total[name] - deface.hidden[name]} missed)",
+            f"{veil.recall(name):.3f} ({veil.total[name] - veil.hidden[name]} missed)",
+            _ratio(veil.recall(name), deface.recall(name)),
+        )
+    table.add_row(
+        "false change (non-face pixels blacked)",
+        f"{100 * deface.false_change:.2f} %",
+        f"{100 * veil.false_change:.2f} %",
+        _ratio(veil.false_change, deface.false_change),
+    )
+    rates = {tool: len(paths) / seconds for tool, seconds in speed.items()}
+    table.add_row(
+        "images/s (CLI on the folder)",
+        f"{rates['deface']:.2f}",
+        f"{rates['veil']:.2f}",
+        _ratio(rates["veil"], rates["deface"]),
+    )
+    large_rates = {tool: large_count / seconds for tool, seconds in large_speed.items()}
+    table.add_row(
+        f"images/s, {large_count} photos of 4096x2732 (11 MP)",
+        f"{large_rates['deface']:.3f}",
+        f"{large_rates['veil']:.3f}",
+        _ratio(large_rates["veil"], large_rates["deface"]),
+    )
+    console.print(table)
 
 
-def people_frames(limit: int | None) -> list[Path]:
-    frames = sorted(PEOPLE.glob("*/img1/*.jpg"))
-    return frames[:limit] if limit else frames
-
-
-TOOLS = {"deface": "deface 1.5.0 (t=0.2)", "veil": "Veil default", "veil-full": "Veil --no-half-pass"}
+def video(console: Console, limit: int | None) -> None:
+    sequences = load_sequences()[:limit]
+    frames = sum(len(s.frames) for s in sequences)
+    leaks = {"deface": 0, "veil": 0, "veil-frame": 0}
+    at_risk = sum(1 for s in sequences for n in range(1, len(s.frames) + 1) if n in s.heads)
+    for sequence in sequences:
+        leaks["deface"] += leaked_frames(sequence, deface_boxes(sequence.frames), deface_mask)
+        leaks["veil"] += leaked_frames(sequence, veil_video_boxes(sequence, 8), veil_mask)
+        leaks["veil-frame"] += leaked_frames(sequence, veil_video_boxes(sequence, 0), veil_mask)
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = []
+        for sequence in sequences:
+            clips.append(Path(tmp) / f"{sequence.name}.mp4")
+            write_clip(sequence, clips[-1])
+        out = Path(tmp) / "out"
+        out.mkdir()
+        seconds = time_video(clips, out)
+    table = Table(title=f"video: {len(sequences)} MOT17 clips at native fps, {frames} frames ({at_risk} with heads)")
+    for column in ("metric", "deface 1.5.0", "Veil", "Veil frame by frame", "Veil / deface"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    table.add_row(
+        "leaked frames (a head < 70 % hidden)",
+        str(leaks["deface"]),
+        str(leaks["veil"]),
+        str(leaks["veil-frame"]),
+        f"{leaks['veil'] - leaks['deface']:+d}",
+    )
+    rates = {tool: frames / spent for tool, spent in seconds.items()}
+    table.add_row(
+        "frames/s (CLI, clip by clip)",
+        f"{rates['deface']:.2f}",
+        f"{rates['veil']:.2f}",
+        "—",
+        _ratio(rates["veil"], rates["deface"]),
+    )
+    console.print(table)
 
 
 def main() -> None:
-    from veil.privacy.settings import DEFAULT_THRESHOLD
-
     console = Console(width=150)
     if not FACES.is_dir():
         console.print(f"faces-det not found at {FACES}; nothing to measure")
         return
     limit = int(os.environ.get("VEIL_BENCH_LIMIT", "0")) or None
-    truths = load_wider()[:limit]
-    runners = {"deface": run_deface, "veil": veil_runner(True), "veil-full": veil_runner(False)}
-    measured = evaluate(truths, runners)
-    table = Table(
-        title=f"faces-det: {len(truths)} WIDER FACE val images, IoU 0.5, default thresholds "
-        f"(deface 0.2, Veil {DEFAULT_THRESHOLD})"
-    )
-    table.add_column("metric")
-    for name in TOOLS.values():
-        table.add_column(name, justify="right")
-    table.add_column("Veil default / deface", justify="right")
-    deface, veil = measured["deface"][0], measured["veil"][0]
-    for name, *_ in SIZES:
-        values = [measured[tool][0].recall(name) for tool in TOOLS]
-        _row(table, f"recall {name} (n={veil.total[name]})", values, _ratio(values[1], values[0]))
-    values = [measured[tool][0].recall() for tool in TOOLS]
-    _row(table, "recall, faces ≥10px", values, _ratio(values[1], values[0]))
-    values = [measured[tool][0].precision for tool in TOOLS]
-    _row(table, "precision", values, _ratio(values[1], values[0]))
-    table.add_row(
-        "false positives",
-        *(str(measured[tool][0].false_pos) for tool in TOOLS),
-        f"{veil.false_pos - deface.false_pos:+d}",
-    )
-    values = [measured[tool][1] for tool in TOOLS]
-    _row(table, "images/s", values, _ratio(values[1], values[0]))
+    split = os.environ.get("VEIL_BENCH_SPLIT", "report")
+    ensure_deface()
+    photos(console, split, limit)
     if PEOPLE.is_dir():
-        frames = people_frames(limit)
-        deface_seconds = run_deface(frames)[1]
-        veil_seconds = run_veil_video(frames, True)
-        full_seconds = run_veil_video(frames, False)
-        deface_seconds = (deface_seconds + run_deface(frames)[1]) / 2  # before and after: same load for all
-        values = [len(frames) / seconds for seconds in (deface_seconds, veil_seconds, full_seconds)]
-        _row(table, f"people-video frames/s ({len(frames)} frames)", values, _ratio(values[1], values[0]))
-    console.print(table)
+        video(console, limit and max(limit // 10, 1))
     console.print("command: python -m bench anonymize   (make bench BENCH=anonymize)")
-
-
-def _row(table: Table, label: str, values: list[float], ratio: str) -> None:
-    table.add_row(label, *(f"{v:.3f}" if v < 10 else f"{v:.1f}" for v in values), ratio)
-
-
-def _ratio(veil: float, deface: float) -> str:
-    return f"{veil / deface:.2f}×" if deface else "—"
 
 
 if __name__ == "__main__":
