@@ -5,11 +5,12 @@ Photos (../shared/datasets/faces-det, WIDER FACE val), split by event:
 - reporting split (default): 19--Couple + 20--Family_Group (94 photos), never used to choose anything.
   (`VEIL_BENCH_SPLIT=tune` reports on the tuning split instead.)
 
-Both tools fill faces solid, each with its own masks (deface: rectangles grown 1.3 per side, as its
-`--replacewith solid`; Veil: its default ellipses of 1.5x the box). A ground-truth face (not flagged invalid) is **hidden**
-when at least 70 % of its box is inside the tool's mask; **false change** is the share of the pixels outside
-every ground-truth box (invalid ones included) that the tool blacked out. Speed is each command line run on
-the same folder, end to end (`veil anonymize DIR -o OUT` vs `deface DIR --replacewith solid`), alternated.
+Both tools fill faces solid, each with its own masks (deface `--replacewith solid`: rectangles grown by 0.3
+of the box on every side, 1.6x; Veil: its default ellipses of 1.5x the box). A ground-truth face (not flagged
+invalid) is **hidden** when at least 70 % of its box is inside the tool's mask; **false change** is the share
+of the pixels outside every ground-truth box (invalid ones included) that the tool blacked out. Speed is each
+command line run on the same folder, end to end (`veil anonymize DIR -o OUT` vs `deface DIR --replacewith
+solid`), alternated.
 
 Video (../shared/datasets/people-video, MOT17): each sequence's frames become an H.264 clip at its native fps;
 frames/s is `veil anonymize clip.mp4` vs `deface clip.mp4` end to end. A face region is the head of a

@@ -134,3 +134,15 @@ def test_large_photo_is_tiled_and_faces_on_tile_borders_are_hidden() -> None:
     clean = anonymize_image(mosaic, AnonymizeSettings()).image
     missed = [face for face in faces if not hidden(mosaic, clean, face)]
     assert not missed, f"{len(missed)} of {len(faces)} faces left visible: {missed}"
+
+
+@pytest.mark.parametrize("photo", PHOTOS[:2])
+def test_extra_passes_only_add_hidden_pixels(photo: str) -> None:
+    # YuNet and the coarse levels are merged as a union: whatever CenterFace alone hides stays hidden.
+    path, _ = wider_faces(photo, MIN_SIDE)
+    rgb = read_rgb(path)
+    alone = anonymize_image(rgb, AnonymizeSettings(half_pass=False, yunet=False)).image
+    merged = anonymize_image(rgb, AnonymizeSettings()).image
+    hidden_alone, hidden_merged = np.all(alone == 0, axis=2), np.all(merged == 0, axis=2)
+    assert hidden_alone.sum() > 0
+    assert not np.any(hidden_alone & ~hidden_merged & np.any(rgb != 0, axis=2))

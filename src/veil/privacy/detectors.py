@@ -112,9 +112,6 @@ _TILE, _OVERLAP = 1536, 128
 # (7 of 52 missed at 20-40 px), as many at half resolution as at full for a quarter of the time; below 20 px
 # it adds mostly false alarms.
 _YUNET_SCALE, _YUNET_MIN_SIDE, _YUNET_THRESHOLD = 0.5, 20.0, 0.5
-# Boxes of different passes overlapping this much are one face: they merge into their enclosing box, so the
-# mask still covers what each pass saw.
-_MERGE_IOU = 0.5
 
 
 class FaceDetector:
@@ -127,8 +124,7 @@ class FaceDetector:
       misses (on the benchmark's tuning split, 7 of the 52 it missed at 20-40 px, 2 of 21 at 40-80 px).
     - `small_faces`: also double resolution for faces under 32 px (distant crowds, 4x the compute; opt-in).
 
-    Passes are merged as a union (overlapping boxes become their enclosing box): a pass can add hidden pixels,
-    never remove them.
+    Passes are merged as a union (every pass's boxes are kept): a pass can add hidden pixels, never remove them.
 
     Example:
         >>> faces = FaceDetector().detect(rgb)   # rgb: HxWx3 uint8
@@ -260,28 +256,14 @@ def _load_yunet() -> YuNet:
 
 
 def _merge(passes: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Union of several passes' boxes: a box overlapping an earlier kept one (IoU >= 0.5) widens it instead
-    of being added; the first pass's boxes come first (so they keep their scores)."""
-    kept_boxes: list[np.ndarray] = []
-    kept_scores: list[float] = []
-    for boxes, scores in passes:
-        for box, score in zip(boxes, scores, strict=True):
-            if kept_boxes:
-                stacked = np.stack(kept_boxes)
-                overlap = sv.box_iou_batch(box[None, :4], stacked)[0]
-                best = int(np.argmax(overlap))
-                if overlap[best] >= _MERGE_IOU:
-                    merged = stacked[best]
-                    kept_boxes[best] = np.concatenate(
-                        [np.minimum(merged[:2], box[:2]), np.maximum(merged[2:], box[2:])]
-                    )
-                    kept_scores[best] = max(kept_scores[best], float(score))
-                    continue
-            kept_boxes.append(np.asarray(box[:4], dtype=np.float32))
-            kept_scores.append(float(score))
-    if not kept_boxes:
+    """Union of several passes' boxes (NMS ran within each pass, not across): a face two passes found is
+    hidden under both masks. Merging boxes across passes (e.g. into an enclosing box) was tried: its ellipse
+    does not contain both original ellipses, so a pass could un-hide pixels."""
+    boxes = [np.asarray(b, dtype=np.float32).reshape(-1, 4) for b, _ in passes]
+    scores = [np.asarray(s, dtype=np.float32).reshape(-1) for _, s in passes]
+    if not boxes:
         return np.zeros((0, 4), dtype=np.float32), np.zeros(0, dtype=np.float32)
-    return np.stack(kept_boxes).astype(np.float32), np.asarray(kept_scores, dtype=np.float32)
+    return np.concatenate(boxes), np.concatenate(scores)
 
 
 def _sides(boxes: np.ndarray) -> np.ndarray:
