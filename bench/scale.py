@@ -180,7 +180,8 @@ def main() -> None:
             console.print(f"[yellow]2-node run skipped: {net_reason}[/]")
 
         from veil.config import get_settings
-        from veil.store.blobs import LocalBlobStore, open_blob_store
+        from veil.store.blob_url import open_blob_store
+        from veil.store.blobs import LocalBlobStore
 
         for name, value in storage.env().items():
             os.environ[name] = value

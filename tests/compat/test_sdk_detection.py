@@ -135,7 +135,7 @@ def _check_offline_detections_equal_service(bundle: bytes, image_bytes: bytes, s
     """The exported ONNX, run with onnxruntime through Veil's own pre/post-processing, gives the same boxes."""
     import onnxruntime
 
-    from veil.services.prediction import DETECTION_THRESHOLD
+    from veil.services.predictions import DETECTION_THRESHOLD
     from veil.vision.runtime import ModelInfo, decode_detections, preprocess
 
     with zipfile.ZipFile(io.BytesIO(bundle)) as archive:

@@ -15,8 +15,8 @@ from tests.privacy.conftest import HIDDEN, Face, covered, hidden, read_rgb, wide
 from veil.privacy.detectors import detector_for
 from veil.privacy.image import anonymize_image, hide_detections
 from veil.privacy.ingest import anonymize_for_ingest
+from veil.privacy.policy import PrivacyPolicy
 from veil.privacy.settings import METHODS, AnonymizeSettings
-from veil.store.policy import PrivacyPolicy
 
 MIN_SIDE = 40  # px (sqrt of box area); smaller WIDER faces are the benchmark's business (recall by size)
 # A couple, a crowd of ten at a wedding, two families: 2 to 10 faces each, frontal and turned; the last one

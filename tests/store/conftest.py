@@ -20,7 +20,8 @@ import pytest
 from tests.store.seaweedfs import SeaweedFS, unavailable_reason
 
 from veil.config import Settings, get_settings
-from veil.store.blobs import BlobStore, open_blob_store
+from veil.store.blob_url import open_blob_store
+from veil.store.blobs import BlobStore
 
 
 @pytest.fixture(scope="session")

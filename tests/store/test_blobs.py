@@ -18,13 +18,13 @@ import pytest
 from prometheus_client import REGISTRY
 
 from veil.config import get_settings
+from veil.store.blob_url import open_blob_store
 from veil.store.blobs import (
     BlobNotFound,
     BlobStore,
     BlobStoreError,
     BlobStoreFull,
     LocalBlobStore,
-    open_blob_store,
 )
 from veil.store.models import new_id
 from veil.store.s3 import S3BlobStore

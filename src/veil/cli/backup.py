@@ -18,7 +18,7 @@ from veil.security import recovery
 from veil.security.crypto import CryptoError
 from veil.security.providers import open_keyring
 from veil.store.backup import BackupError, read_manifest
-from veil.store.blobs import open_blob_store
+from veil.store.blob_url import open_blob_store
 from veil.store.db import Database
 
 

@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 
 from veil.config import Settings
 from veil.store.db import Database
@@ -86,10 +87,16 @@ def session_factory(settings: Settings) -> Database:
 
 def enqueue(db: Database, kind: str, project_id: str | None = None, payload: dict[str, Any] | None = None) -> str:
     with db.session() as session:
-        job = Job(kind=kind, project_id=project_id, payload=payload or {}, status="queued")
-        session.add(job)
-        session.flush()
-        return job.id
+        return enqueue_in(session, kind, project_id, payload)
+
+
+def enqueue_in(session: Session, kind: str, project_id: str | None, payload: dict[str, Any] | None) -> str:
+    """Queue a job in the caller's transaction: what it works on (an iteration) and the job appear together or
+    not at all."""
+    job = Job(kind=kind, project_id=project_id, payload=payload or {}, status="queued")
+    session.add(job)
+    session.flush()
+    return job.id
 
 
 def load(db: Database, job_id: str) -> JobView:
@@ -210,15 +217,26 @@ def cancel_requested(db: Database, job_id: str) -> bool:
 def request_cancel(db: Database, job_id: str) -> JobView:
     """Ask a job to stop: a queued job is cancelled at once, a running one at its next check."""
     with db.session() as session:
-        job = session.get(Job, job_id)
+        job = request_cancel_in(session, job_id)
         if job is None:
             raise KeyError(f"job {job_id} not found")
-        if job.status == "queued":
-            job.status, job.finished_at, job.error = "cancelled", utcnow(), "cancelled before it started"
-        elif job.status == "running":
-            job.cancel_requested = True
         session.flush()
         return _view(job)
+
+
+def request_cancel_in(session: Session, job_id: str) -> Job | None:
+    """`request_cancel` in the caller's transaction (e.g. with the iteration it trains being deleted)."""
+    job = session.get(Job, job_id)
+    if job is not None and job.status == "queued":
+        job.status, job.finished_at, job.error = "cancelled", utcnow(), "cancelled before it started"
+    elif job is not None and job.status == "running":
+        job.cancel_requested = True
+    return job
+
+
+def forget_project_in(session: Session, project_id: str) -> None:
+    """Remove a deleted project's jobs (their payloads name its rows)."""
+    session.execute(delete(Job).where(Job.project_id == project_id))
 
 
 def finish(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
 
-Method = Literal["solid", "pixelate", "blur", "dp-pixelate"]
+from veil.privacy.policy import METHODS
+from veil.privacy.policy import ObfuscationMethod as Method
+
 MaskShape = Literal["ellipse", "box"]
 
-METHODS: tuple[str, ...] = get_args(Method)
 FACES = "faces"
 
 # CenterFace (int8) score above which a face is hidden. Chosen on the tuning split, WIDER val 0--Parade

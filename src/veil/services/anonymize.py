@@ -6,7 +6,6 @@ The store-nothing counterpart of the ingest policy, for callers who only want th
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +14,7 @@ from PIL import Image as PILImage
 from veil.images.ingest import ImageRejected, decode_image, encode_image
 from veil.services.context import AppContext
 from veil.services.errors import InvalidInput, ServiceError
-from veil.services.prediction import REJECT_CODES
+from veil.services.predictions import REJECT_CODES
 
 
 @dataclass(frozen=True)
@@ -26,12 +25,7 @@ class AnonymizedImage:
     method: str
 
 
-_detectors: dict[object, object] = {}
-_lock = threading.Lock()
-
-
 def anonymize(ctx: AppContext, data: bytes, targets: tuple[str, ...], method: str) -> AnonymizedImage:
-    from veil.privacy.detectors import detector_for
     from veil.privacy.image import anonymize_image
     from veil.privacy.settings import AnonymizeSettings, SettingsError
 
@@ -45,11 +39,9 @@ def anonymize(ctx: AppContext, data: bytes, targets: tuple[str, ...], method: st
         image, source_format = decode_image(data, ctx.limits)
     except ImageRejected as rejected:
         raise ServiceError(rejected.reason, code=REJECT_CODES.get(rejected.status, "BadRequestImageFormat")) from None
-    key = (settings.targets, settings.threshold)
-    with _lock:
-        detector = _detectors.get(key) or _detectors.setdefault(key, detector_for(settings))
     try:
-        result = anonymize_image(np.asarray(image.convert("RGB")), settings, detector)  # type: ignore[arg-type]
+        # privacy's detector cache (`detector_for`): one detector per distinct settings, shared with ingest
+        result = anonymize_image(np.asarray(image.convert("RGB")), settings)
     except (SettingsError, FileNotFoundError) as exc:
         raise InvalidInput(f"cannot hide {', '.join(targets)}: {exc}") from None
     clean = encode_image(PILImage.fromarray(result.image), "JPEG" if source_format == "JPEG" else "PNG")

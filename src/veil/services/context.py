@@ -15,7 +15,8 @@ from veil.config import Settings
 from veil.images.ingest import IngestLimits
 from veil.security.crypto import FileKeySource, KeyRing, MasterKeyError
 from veil.security.providers import open_keyring
-from veil.store.blobs import BlobStore, open_blob_store
+from veil.store.blob_url import open_blob_store
+from veil.store.blobs import BlobStore
 from veil.store.db import Database
 from veil.store.models import KeyState, utcnow
 

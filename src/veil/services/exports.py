@@ -1,4 +1,4 @@
-"""Exports of a trained iteration (Custom Vision's `export` / `getExports`), and iteration performance.
+"""Exports of a trained iteration (Custom Vision's `export` / `getExports`) and their download.
 
 ONNX is the one platform Veil exports: the iteration's model already is ONNX with its preprocessing in the
 metadata, so an export is the Veil bundle (`model.onnx`, `labels.txt`, `model_card.json/md`) sealed with the
@@ -12,21 +12,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from veil.security import audit
 from veil.security.auth import Principal
 from veil.services.context import AppContext
 from veil.services.errors import InvalidInput, NotFound
+from veil.services.iterations import get_iteration
 from veil.services.projects import get_project
-from veil.services.training import get_iteration, load_evaluation
 from veil.services.vault import Vault
-from veil.store.models import Export, Image, Iteration, Tag, new_id
-from veil.store.records import COMPLETED
+from veil.store.models import Export, Iteration, new_id
+from veil.store.records import COMPLETED, IterationRecord
 
 if TYPE_CHECKING:  # vision is imported where used: the API starts even while a model library is missing
     from veil.vision.export import ModelCard
-    from veil.vision.metrics import ImageResult, Performance
 
 PLATFORMS = ("ONNX",)
 ONNX_FLAVORS = ("", "ONNX10", "ONNX12")
@@ -59,7 +57,8 @@ def _trained(iteration: Iteration) -> None:
 def _model_card(iteration: Iteration, labels: list[str]) -> ModelCard:
     from veil.vision.export import ModelCard
 
-    stored = dict((iteration.metrics or {}).get("model_card") or {})
+    record = IterationRecord.of(iteration)
+    stored = dict(record.model_card)
     try:
         return ModelCard(**stored)
     except TypeError:  # an iteration trained before model cards: describe what is known
@@ -70,8 +69,8 @@ def _model_card(iteration: Iteration, labels: list[str]) -> ModelCard:
             created_at=(iteration.trained_at or iteration.created).isoformat(),
             veil_version="",
             image_counts={},
-            total_images=int((iteration.metrics or {}).get("images", 0)),
-            evaluation_method=str((iteration.metrics or {}).get("evaluation_method", "")),
+            total_images=record.images,
+            evaluation_method=record.evaluation_method,
             metrics={},
         )
 
@@ -93,7 +92,7 @@ def export_iteration(
         iteration = get_iteration(session, project_id, iteration_id)
         _trained(iteration)
         model_blob = iteration.model_blob_id
-        labels = [label["name"] for label in (iteration.metrics or {}).get("labels", [])]
+        labels = [label.name for label in IterationRecord.of(iteration).labels]
         card = _model_card(iteration, labels)
     assert model_blob is not None
     from veil.vision.export import make_bundle
@@ -173,60 +172,3 @@ def export_bundle(
     iteration_id = find_iteration(ctx, project_id, iteration_reference)
     view = export_iteration(ctx, actor, project_id, iteration_id, "ONNX", None)
     return download_export(ctx, actor, project_id, view.id)
-
-
-def iteration_performance(
-    ctx: AppContext, project_id: str, iteration_id: str, threshold: float, overlap_threshold: float
-) -> tuple[Iteration, Performance]:
-    """Custom Vision's performance numbers, recomputed from the held-out evaluation at this threshold."""
-    for name, value in (("threshold", threshold), ("overlapThreshold", overlap_threshold)):
-        if not 0.0 <= value <= 1.0:
-            raise InvalidInput(f"{name} must be between 0 and 1, got {value}")
-    with ctx.db.session() as session:
-        project = get_project(session, project_id)
-        iteration = get_iteration(session, project_id, iteration_id)
-    from veil.vision.metrics import performance
-
-    evaluation = load_evaluation(ctx, project, iteration)
-    return iteration, performance(evaluation, threshold, overlap_threshold)
-
-
-@dataclass(frozen=True)
-class ImagePerformanceView:
-    """A held-out image with what the iteration predicted for it."""
-
-    image: Image
-    result: ImageResult
-
-
-def performance_images(
-    ctx: AppContext,
-    project_id: str,
-    iteration_id: str,
-    tag_ids: list[str] | None = None,
-    order_by: str = "Newest",
-    take: int = 50,
-    skip: int = 0,
-) -> tuple[list[ImagePerformanceView], int]:
-    """Held-out images of an iteration (optionally only those whose ground truth has one of `tag_ids`)."""
-    if not 0 <= take <= 256 or skip < 0:
-        raise InvalidInput("take must be 0..256 and skip ≥ 0")
-    with ctx.db.session() as session:
-        project = get_project(session, project_id)
-        iteration = get_iteration(session, project_id, iteration_id)
-        names = {tag.id: tag.name for tag in session.scalars(select(Tag).where(Tag.project_id == project_id))}
-    evaluation = load_evaluation(ctx, project, iteration)
-    wanted = {names[t] for t in tag_ids or [] if t in names}
-    results = [
-        r for r in evaluation.images if not wanted or wanted & (set(r.true_labels) | {box.tag for box in r.true_boxes})
-    ]
-    with ctx.db.session() as session:
-        rows = session.scalars(
-            select(Image)
-            .options(selectinload(Image.tag_links), selectinload(Image.regions))
-            .where(Image.project_id == project_id, Image.id.in_([r.key for r in results]))
-        )
-        images = {image.id: image for image in rows}
-    views = [ImagePerformanceView(images[r.key], r) for r in results if r.key in images]
-    views.sort(key=lambda v: v.image.created, reverse=order_by != "Oldest")
-    return views[skip : skip + take], len(views)

@@ -16,6 +16,7 @@ from sqlalchemy import Select, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from veil.images.ingest import ImageRejected, thumbnail
+from veil.privacy.policy import PrivacyPolicy
 from veil.security import audit
 from veil.security.auth import Principal
 from veil.services.context import AppContext
@@ -29,12 +30,12 @@ from veil.services.ingest import (
     ingest_policy,
     keep_image,
 )
-from veil.services.projects import get_project, privacy_policy
+from veil.services.privacy import privacy_policy
+from veil.services.projects import get_project
 from veil.services.tags import resolve_tags
 from veil.services.vault import Vault
 from veil.store.blobs import BlobNotFound
 from veil.store.models import Image, ImageTag, Prediction, Project, Region, Tag, new_id, utcnow
-from veil.store.policy import PrivacyPolicy
 
 MAX_TAGS_PER_IMAGE = 20
 MAX_TAKE = 256

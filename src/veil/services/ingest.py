@@ -22,13 +22,18 @@ from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
 from veil.images.ingest import decode_image, encode_image
+from veil.privacy.policy import PrivacyPolicy
 from veil.services.context import AppContext
-from veil.services.errors import InvalidInput, Unavailable
-from veil.services.privacy_detector import PolicyDetector, anonymize_with_detector, load_detector
-from veil.services.projects import privacy_policy, privacy_policy_problem
+from veil.services.errors import InvalidInput
+from veil.services.privacy import (
+    PolicyDetector,
+    anonymize_with_policy,
+    load_detector,
+    privacy_policy,
+    privacy_policy_problem,
+)
 from veil.services.vault import Vault
 from veil.store.models import Project, new_id
-from veil.store.policy import PrivacyPolicy
 
 # Custom Vision's per-image status for an image refused because the project's privacy policy cannot be applied.
 POLICY_REFUSED = "ErrorUnknown"
@@ -104,16 +109,11 @@ def _apply_policy(image: PILImage.Image, ingest: IngestPolicy) -> tuple[PILImage
         return image, False
     if ingest.problem:
         raise PolicyNotApplicable(f"{ingest.problem} (PUT /veil/v1/projects/{{projectId}}/privacy)")
+    # Lazy: privacy (supervision, ONNX detectors) takes seconds to import; only projects that ask need it.
+    from veil.privacy.detectors import DetectorError
+    from veil.privacy.settings import SettingsError
+
     try:
-        # Lazy: privacy (supervision, ONNX detectors) takes seconds to import; only projects that ask need it.
-        from veil.privacy.detectors import DetectorError
-        from veil.privacy.ingest import anonymize_for_ingest
-        from veil.privacy.settings import SettingsError
-    except ImportError as exc:
-        raise Unavailable(f"this project anonymizes on ingest but veil.privacy is unavailable ({exc})") from None
-    try:
-        if ingest.detector is not None:
-            return anonymize_with_detector(image, policy, ingest.detector), True
-        return anonymize_for_ingest(image, policy), True
+        return anonymize_with_policy(image, policy, ingest.detector), True
     except (SettingsError, DetectorError) as exc:
         raise PolicyNotApplicable(f"the project's privacy policy cannot be applied: {exc}") from None

@@ -1,9 +1,10 @@
-"""Publishing iterations, project settings changes, and project export/import by token.
+"""Project settings changes (domain, classification type) and project export/import by token.
 
 An export token is a signed, expiring reference to a project on this Veil installation (HMAC-SHA256 under a
 key derived from the master key): it carries no image data, so it is useless elsewhere. Import copies the
 tags, images (decrypted with the source project's key, sealed with the new project's), tag links, regions and
-metadata. Trained iterations are not copied: train the imported project again.
+metadata; each image goes through the one ingest path, so the copy obeys the new project's policy. Trained
+iterations are not copied: train the imported project again.
 """
 
 from __future__ import annotations
@@ -22,16 +23,13 @@ from veil.security import audit
 from veil.security.auth import Principal
 from veil.services.context import AppContext
 from veil.services.domains import find_domain
-from veil.services.errors import Conflict, InvalidInput
+from veil.services.errors import InvalidInput
 from veil.services.ingest import IngestPolicy, anonymization_facts, ingest_policy, keep_image
 from veil.services.projects import CLASSIFICATION_TYPES, create_project, get_project
-from veil.services.training import get_iteration
 from veil.services.vault import Vault
-from veil.store.models import Image, ImageTag, Iteration, Project, Region, Tag, new_id, utcnow
-from veil.store.records import COMPLETED
+from veil.store.models import Image, ImageTag, Project, Region, Tag, new_id, utcnow
 
 TOKEN_LIFETIME = timedelta(days=7)
-MAX_PUBLISH_NAME = 200
 
 
 @dataclass(frozen=True)
@@ -45,63 +43,6 @@ class ProjectExportSummary:
 
 
 # --- publishing ---
-
-
-def publish(
-    ctx: AppContext,
-    actor: Principal,
-    project_id: str,
-    iteration_id: str,
-    publish_name: str,
-    prediction_resource_id: str | None,
-    overwrite: bool,
-) -> Iteration:
-    name = (publish_name or "").strip()
-    if not name or len(name) > MAX_PUBLISH_NAME or "/" in name:
-        raise InvalidInput(
-            f"publishName must be 1..{MAX_PUBLISH_NAME} characters without '/'",
-            code="BadRequestInvalidPublishName",
-        )
-    with ctx.db.session() as session:
-        get_project(session, project_id)
-        iteration = get_iteration(session, project_id, iteration_id)
-        if iteration.status != COMPLETED:
-            raise InvalidInput(
-                f"iteration {iteration_id} is not trained (status {iteration.status})",
-                code="BadRequestIterationIsNotTrained",
-            )
-        holder = session.scalars(
-            select(Iteration).where(
-                Iteration.project_id == project_id,
-                Iteration.publish_name == name,
-                Iteration.id != iteration_id,
-            )
-        ).first()
-        if holder is not None:
-            if not overwrite:
-                raise Conflict(
-                    f"{name!r} is already published by {holder.name}; unpublish it or pass overwrite=true",
-                    code="BadRequestInvalidPublishName",
-                )
-            holder.publish_name, holder.published_at = None, None
-        iteration.publish_name, iteration.published_at = name, utcnow()
-        if prediction_resource_id:
-            iteration.metrics = {
-                **(iteration.metrics or {}),
-                "prediction_resource_id": prediction_resource_id,
-            }
-        audit.record(session, actor, "iteration.publish", [project_id, iteration_id, name])
-        return iteration
-
-
-def unpublish(ctx: AppContext, actor: Principal, project_id: str, iteration_id: str) -> None:
-    with ctx.db.session() as session:
-        get_project(session, project_id)
-        iteration = get_iteration(session, project_id, iteration_id)
-        if not iteration.publish_name:
-            raise InvalidInput(f"iteration {iteration_id} is not published", code="BadRequestIterationNotPublished")
-        iteration.publish_name, iteration.published_at = None, None
-        audit.record(session, actor, "iteration.unpublish", [project_id, iteration_id])
 
 
 # --- settings ---

@@ -1,4 +1,5 @@
-"""Projects: create (with a fresh wrapped DEK), list, get, update, privacy policy, delete (shred first)."""
+"""Projects: create (with a fresh wrapped DEK), list, get, update, delete (shred first); the privacy policy is
+`services.privacy`."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from veil.jobs import queue
+from veil.privacy.policy import PrivacyPolicy
 from veil.security import audit
 from veil.security.auth import Principal
 from veil.services.context import AppContext, current_kek_id
 from veil.services.domains import DEFAULT_DOMAIN_ID, find_domain
 from veil.services.errors import InvalidInput, NotFound
-from veil.services.privacy_detector import detector_problem
-from veil.store.models import ApiKey, Job, Project, utcnow
-from veil.store.policy import PrivacyPolicy
+from veil.store.models import ApiKey, Project, utcnow
 
 CLASSIFICATION_TYPES = ("Multiclass", "Multilabel")
 EXPORT_PLATFORMS = ("CoreML", "TensorFlow", "DockerFile", "ONNX", "VAIDK", "OpenVino")
@@ -81,10 +82,6 @@ def get_project(session: Session, project_id: str) -> Project:
     return project
 
 
-def privacy_policy(project: Project) -> PrivacyPolicy:
-    return PrivacyPolicy.model_validate(project.privacy or {})
-
-
 def update_project(
     session: Session,
     actor: Principal,
@@ -107,46 +104,6 @@ def update_project(
     return project
 
 
-# What a policy can hide with Veil's built-in detectors; other targets need a custom detector.
-BUILT_IN_TARGETS = ("faces",)
-POLICY_ERROR_CODE = "BadRequestPrivacyPolicy"
-
-
-def privacy_policy_problem(session: Session, policy: PrivacyPolicy, actor: Principal | None = None) -> str | None:
-    """Why ingest could not apply `policy` (None when it can): checked at save time and again at ingest,
-    where a policy stored before this check existed, or whose detector was deleted since, must not turn
-    every upload into a server error. `actor` (at save time) must be allowed to use the detector's project."""
-    if not policy.targets:
-        return 'the privacy policy names no targets; use targets ["faces"]'
-    if policy.detector is not None:
-        return detector_problem(session, policy.detector, policy.targets, actor)
-    unknown = [t for t in dict.fromkeys(policy.targets) if t not in BUILT_IN_TARGETS]
-    if unknown:
-        names = ", ".join(repr(t) for t in unknown)
-        return (
-            f"the privacy policy cannot hide {names}: Veil's built-in detector finds only faces; name a detector "
-            '(`"detector": {"project_id": ..., "iteration_id": ...}`, a Completed object-detection iteration '
-            f'whose tags include {names}) or use targets ["faces"]'
-        )
-    return None
-
-
-def check_privacy_policy(session: Session, policy: PrivacyPolicy, actor: Principal | None = None) -> None:
-    problem = privacy_policy_problem(session, policy, actor)
-    if problem:
-        raise InvalidInput(problem, code=POLICY_ERROR_CODE)
-
-
-def set_privacy_policy(session: Session, actor: Principal, project_id: str, policy: PrivacyPolicy) -> Project:
-    """Store a project's policy after checking ingest can apply it (`InvalidInput` names what is wrong)."""
-    project = get_project(session, project_id)
-    check_privacy_policy(session, policy, actor)
-    project.privacy = policy.model_dump()
-    project.modified = utcnow()
-    audit.record(session, actor, "project.privacy.update", [project.id])
-    return project
-
-
 def delete_project(ctx: AppContext, actor: Principal, project_id: str) -> None:
     """Destroy the project's DEK (committed first: nothing of it can be decrypted from then on), then its key in
     the key store (so no backup can open it either), then its blobs, then rows. A crash in between leaves a
@@ -164,7 +121,7 @@ def _remove_project_data(ctx: AppContext, project_id: str) -> None:
     ctx.keyring.forget(project_id)
     ctx.blobs.delete_project(project_id)
     with ctx.db.session() as session:
-        session.execute(delete(Job).where(Job.project_id == project_id))
+        queue.forget_project_in(session, project_id)
         session.execute(
             update(ApiKey)
             .where(ApiKey.project_id == project_id, ApiKey.revoked_at.is_(None))
@@ -180,3 +137,13 @@ def finish_deletions(ctx: AppContext) -> list[str]:
     for project_id in pending:
         _remove_project_data(ctx, project_id)
     return pending
+
+
+def is_detection(project: Project) -> bool:
+    return project.project_type == "ObjectDetection"
+
+
+def task_of(project: Project) -> str:
+    if is_detection(project):
+        return "detect"
+    return "multilabel" if project.classification_type == "Multilabel" else "classify"

@@ -1,4 +1,5 @@
-"""Tags of a project: Regular or Negative (at most one Negative per project, never in detection projects)."""
+"""Tags of a project: create, list, get, update, delete; Regular or Negative (at most one Negative per project,
+never in detection projects)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from veil.security import audit
 from veil.security.auth import Principal
 from veil.services.errors import Conflict, InvalidInput, NotFound
 from veil.services.projects import get_project
-from veil.store.models import ImageTag, Region, Tag
+from veil.store.models import ImageTag, Project, Region, Tag
 
 TAG_TYPES = ("Regular", "Negative")
 MAX_TAG_NAME = 200
@@ -86,3 +87,59 @@ def resolve_tags(session: Session, project_id: str, tag_ids: list[str]) -> list[
             code="BadRequestNegativeAndRegularTagOnSameImage",
         )
     return tags
+
+
+def update_tag(
+    session: Session,
+    actor: Principal,
+    project_id: str,
+    tag_id: str,
+    name: str | None = None,
+    description: str | None = None,
+    type: str | None = None,
+) -> Tag:
+    project = get_project(session, project_id)
+    tag = get_tag(session, project_id, tag_id)
+    others = [t for t in session.scalars(select(Tag).where(Tag.project_id == project_id)) if t.id != tag.id]
+    if name is not None:
+        name = name.strip()
+        if not name or len(name) > MAX_TAG_NAME:
+            raise InvalidInput(f"tag name must be 1..{MAX_TAG_NAME} characters", code="BadRequestTagName")
+        if any(t.name.lower() == name.lower() for t in others):
+            raise Conflict(f"a tag named {name!r} already exists", code="BadRequestTagNameNotUnique")
+        tag.name = name
+    if description is not None:
+        tag.description = description
+    if type is not None and type != tag.type:
+        _check_type_change(session, project, tag, type, others)
+        tag.type = type
+    audit.record(session, actor, "tag.update", [project_id, tag_id])
+    return tag
+
+
+def _check_type_change(session: Session, project: Project, tag: Tag, new_type: str, others: list[Tag]) -> None:
+    if new_type not in TAG_TYPES:
+        raise InvalidInput(f"tag type must be Regular or Negative, not {new_type!r}", code="BadRequestTagType")
+    if new_type != "Negative":
+        return
+    if project.project_type == "ObjectDetection":
+        raise InvalidInput("object detection projects cannot have a Negative tag", code="BadRequestTagType")
+    if any(t.type == "Negative" for t in others):
+        raise Conflict("this project already has a Negative tag", code="BadRequestMultipleNegativeTag")
+    shared = session.scalars(
+        select(ImageTag.image_id)
+        .where(ImageTag.tag_id == tag.id)
+        .intersect(select(ImageTag.image_id).where(ImageTag.tag_id.in_([t.id for t in others])))
+    ).first()
+    if shared:
+        raise InvalidInput(
+            f"tag {tag.name!r} is on images with other tags; a Negative tag must be alone on its images",
+            code="BadRequestNegativeAndRegularTagOnSameImage",
+        )
+
+
+def delete_tag(session: Session, actor: Principal, project_id: str, tag_id: str) -> None:
+    get_project(session, project_id)
+    tag = get_tag(session, project_id, tag_id)
+    session.delete(tag)  # its image links and regions cascade
+    audit.record(session, actor, "tag.delete", [project_id, tag_id])

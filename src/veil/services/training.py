@@ -1,11 +1,12 @@
-"""Training use cases: start a training (validated at once, run by a job), iterations, and the job handler.
+"""Training: start a training (validated at once, queued as a job), cancel it, follow its job, and the job
+handler itself (reading, renaming, publishing and measuring iterations is `services.iterations`).
 
     >>> iteration = start_training(ctx, actor, project_id, TrainOptions(training_type="Regular"))
     >>> # the worker's child runs TRAINING_JOB.run(...): samples → veil.vision.train → sealed artifacts
 
 What a trained iteration keeps (all blobs sealed with the project's key): the ONNX model, the held-out
 evaluation (per-image predictions and ground truth, so performance is recomputed at any threshold on request),
-PR-curve PNGs, and in `Iteration.metrics` the label order with tag ids, the evaluation method, the model card.
+PR-curve PNGs, and in its `IterationRecord` the label order with tag ids, the evaluation method, the model card.
 """
 
 from __future__ import annotations
@@ -29,14 +30,16 @@ from veil.security import audit
 from veil.security.auth import Principal
 from veil.services.context import AppContext
 from veil.services.errors import InvalidInput, NotFound, ServiceError
-from veil.services.projects import get_project, privacy_policy
+from veil.services.iterations import get_iteration, read_iteration
+from veil.services.privacy import privacy_policy
+from veil.services.projects import get_project, is_detection, task_of
 from veil.services.vault import Vault
-from veil.store.models import Export, Image, ImageTag, Iteration, Project, Region, Tag, new_id, utcnow
-from veil.store.records import COMPLETED, FAILED, TRAINING
+from veil.store.models import Image, ImageTag, Iteration, Project, Region, Tag, new_id, utcnow
+from veil.store.records import COMPLETED, FAILED, TRAINING, IterationRecord, LabelRecord
 from veil.vision.variants import variant_named
 
 if TYPE_CHECKING:
-    from veil.vision.metrics import Evaluation
+    pass
 
 log = logging.getLogger("veil.training")
 
@@ -76,23 +79,6 @@ class DatasetImage:
     blob_id: str
     tag_names: tuple[str, ...]
     boxes: tuple[tuple[str, float, float, float, float], ...]  # (tag name, left, top, width, height)
-
-
-def get_iteration(session: Session, project_id: str, iteration_id: str) -> Iteration:
-    iteration = session.get(Iteration, iteration_id)
-    if iteration is None or iteration.project_id != project_id:
-        raise NotFound(f"iteration {iteration_id} not found in project {project_id}", code="NotFoundIteration")
-    return iteration
-
-
-def is_detection(project: Project) -> bool:
-    return project.project_type == "ObjectDetection"
-
-
-def task_of(project: Project) -> str:
-    if is_detection(project):
-        return "detect"
-    return "multilabel" if project.classification_type == "Multilabel" else "classify"
 
 
 def _selected_tags(session: Session, project: Project, selected: list[str]) -> list[Tag]:
@@ -202,7 +188,7 @@ def start_training(ctx: AppContext, actor: Principal, project_id: str, options: 
             .where(Iteration.project_id == project_id, Iteration.status == COMPLETED)
             .order_by(Iteration.created.desc())
         ).first()
-        if previous is not None and previous.metrics.get("fingerprint") == fingerprint and not options.force_train:
+        if previous is not None and IterationRecord.of(previous).fingerprint == fingerprint and not options.force_train:
             raise TrainingNotNeeded(
                 "nothing changed since the last trained iteration: add or retag images, or pass forceTrain"
             )
@@ -218,12 +204,14 @@ def start_training(ctx: AppContext, actor: Principal, project_id: str, options: 
             classification_type=None if is_detection(project) else project.classification_type,
             exportable=True,
             selected_tags=[tag.id for tag in tags],
-            metrics={"fingerprint": fingerprint, "images": len(items), "privacy_request": privacy},
+            metrics=IterationRecord(
+                fingerprint=fingerprint, images=len(items), backbone=backbone, privacy_request=privacy
+            ).model_dump(mode="json"),
         )
         session.add(iteration)
         session.flush()
         payload = {"project_id": project_id, "iteration_id": iteration.id, "backbone": backbone, "privacy": privacy}
-        iteration.job_id = _enqueue_in(session, "train", project_id, payload)
+        iteration.job_id = queue.enqueue_in(session, "train", project_id, payload)
         audit.record(session, actor, "iteration.train", [project_id, iteration.id])
         return iteration
 
@@ -253,99 +241,13 @@ def privacy_request(options: TrainOptions, task: str, images: int) -> dict[str, 
     return {"epsilon": budget.epsilon, "delta": budget.delta}
 
 
-def iteration_privacy(ctx: AppContext, project_id: str, iteration_id: str) -> dict[str, Any]:
-    """What an iteration spent (ε, δ, mechanism; None if not private) and its membership-inference audit."""
-    with ctx.db.session() as session:
-        get_project(session, project_id)
-        iteration = get_iteration(session, project_id, iteration_id)
-        metrics = iteration.metrics or {}
-        if iteration.status != COMPLETED:
-            raise NotFound(f"iteration {iteration_id} has no privacy report: it is {iteration.status}")
-        report = metrics.get("privacy") or (metrics.get("model_card") or {}).get("privacy") or {}
-        return {
-            "iteration_id": iteration.id,
-            "requested": metrics.get("privacy_request"),
-            "differential_privacy": report.get("differential_privacy"),
-            "audit": report.get("audit"),
-        }
-
-
-def _enqueue_in(session: Session, kind: str, project_id: str, payload: dict[str, Any]) -> str:
-    """Queue a job in the caller's transaction: the iteration and its job appear together or not at all."""
-    from veil.store.models import Job
-
-    job = Job(kind=kind, project_id=project_id, payload=payload, status="queued")
-    session.add(job)
-    session.flush()
-    return job.id
-
-
-def list_iterations(ctx: AppContext, project_id: str) -> list[Iteration]:
-    with ctx.db.read_session() as session:
-        get_project(session, project_id)
-        query = select(Iteration).where(Iteration.project_id == project_id).order_by(Iteration.created.desc())
-        iterations = list(session.scalars(query))
-        session.expunge_all()  # keep the loaded rows usable after the read session rolls back
-        return iterations
-
-
-def read_iteration(ctx: AppContext, project_id: str, iteration_id: str) -> Iteration:
-    """One iteration (read-only: status polling never takes SQLite's write lock)."""
-    with ctx.db.read_session() as session:
-        get_project(session, project_id)
-        iteration = get_iteration(session, project_id, iteration_id)
-        session.expunge_all()
-        return iteration
-
-
-def rename_iteration(ctx: AppContext, actor: Principal, project_id: str, iteration_id: str, name: str) -> Iteration:
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise InvalidInput("an iteration name is 1 to 200 characters", code="BadRequestIterationName")
-    with ctx.db.session() as session:
-        get_project(session, project_id)
-        iteration = get_iteration(session, project_id, iteration_id)
-        iteration.name = name
-        audit.record(session, actor, "iteration.update", [project_id, iteration_id])
-        return iteration
-
-
-def delete_iteration(ctx: AppContext, actor: Principal, project_id: str, iteration_id: str) -> None:
-    """Delete an iteration and its sealed artifacts; a published one must be unpublished first."""
-    with ctx.db.session() as session:
-        project = get_project(session, project_id)
-        iteration = get_iteration(session, project_id, iteration_id)
-        if iteration.publish_name:
-            raise InvalidInput("the iteration is published; unpublish it first", code="BadRequestIterationIsPublished")
-        if iteration.status == TRAINING and iteration.job_id:
-            queue_cancel_in(session, iteration.job_id)
-        blob_ids = _artifact_blob_ids(iteration)
-        blob_ids += [b for b in session.scalars(select(Export.blob_id).where(Export.iteration_id == iteration.id)) if b]
-        session.execute(delete(Export).where(Export.iteration_id == iteration.id))
-        session.delete(iteration)
-        audit.record(session, actor, "iteration.delete", [project_id, iteration_id])
-    vault = Vault(ctx)
-    for blob_id in blob_ids:
-        vault.delete(project, blob_id)
-
-
-def queue_cancel_in(session: Session, job_id: str) -> None:
-    from veil.store.models import Job
-
-    job = session.get(Job, job_id)
-    if job is not None and job.status in ("queued", "running"):
-        job.cancel_requested = True
-        if job.status == "queued":
-            job.status, job.finished_at, job.error = "cancelled", utcnow(), "cancelled before it started"
-
-
 def cancel_training(ctx: AppContext, actor: Principal, project_id: str, iteration_id: str) -> Iteration:
     with ctx.db.session() as session:
         get_project(session, project_id)
         iteration = get_iteration(session, project_id, iteration_id)
         if iteration.status != TRAINING or not iteration.job_id:
             raise InvalidInput(f"iteration {iteration_id} is not training (status {iteration.status})")
-        queue_cancel_in(session, iteration.job_id)
+        queue.request_cancel_in(session, iteration.job_id)
         audit.record(session, actor, "iteration.cancel", [project_id, iteration_id])
         return iteration
 
@@ -357,41 +259,6 @@ def training_job(ctx: AppContext, project_id: str, iteration_id: str) -> queue.J
     if job is None:
         raise NotFound(f"iteration {iteration_id} has no training job (imported or removed)")
     return job
-
-
-def pr_curve(ctx: AppContext, project_id: str, iteration_id: str, tag_name: str) -> bytes:
-    """The precision/recall curve PNG of one tag, drawn from the held-out evaluation at training time."""
-    with ctx.db.read_session() as session:
-        project = get_project(session, project_id)
-        iteration = get_iteration(session, project_id, iteration_id)
-        blob_id = ((iteration.metrics or {}).get("pr_curve_blob_ids") or {}).get(tag_name)
-        if not blob_id:
-            raise NotFound(f"iteration {iteration_id} has no PR curve for tag {tag_name!r}")
-        return Vault(ctx).get(project, blob_id)
-
-
-def training_curve(ctx: AppContext, project_id: str, iteration_id: str) -> bytes:
-    """The training-curve PNG of an Advanced iteration (loss and validation score per epoch), decrypted."""
-    with ctx.db.read_session() as session:
-        project = get_project(session, project_id)
-        iteration = get_iteration(session, project_id, iteration_id)
-        blob_id = (iteration.metrics or {}).get("training_curve_blob_id")
-        if not blob_id:
-            why = (
-                "only Advanced training draws one"
-                if iteration.training_type != "Advanced"
-                else f"it is {iteration.status}; the curve is stored when Advanced training completes"
-            )
-            raise NotFound(f"iteration {iteration_id} has no training curve: {why}")
-        return Vault(ctx).get(project, blob_id)
-
-
-def _artifact_blob_ids(iteration: Iteration) -> list[str]:
-    metrics = iteration.metrics or {}
-    ids = [iteration.model_blob_id, metrics.get("evaluation_blob_id")]
-    ids += list((metrics.get("pr_curve_blob_ids") or {}).values())
-    ids.append(metrics.get("training_curve_blob_id"))
-    return [blob_id for blob_id in ids if blob_id]
 
 
 # --- the job (runs in the worker's spawned child process) ---------------------------------------------------
@@ -495,21 +362,22 @@ class TrainingJob:
                 # Another attempt of this job (retried after its worker was cut off) got here first: one
                 # iteration completes once; this attempt's blobs have no row and go with the orphan sweep.
                 return
-            iteration.metrics = {
-                **(iteration.metrics or {}),
-                "labels": [
-                    {"id": by_name[label].id, "name": label, "type": by_name[label].type}
-                    if label in by_name
-                    else {"id": "", "name": label, "type": "Regular"}
-                    for label in result.labels
-                ],
-                "evaluation_blob_id": evaluation_blob,
-                "evaluation_method": getattr(result.evaluation, "method", ""),
-                "pr_curve_blob_ids": curves,
-                "training_curve_blob_id": training_curve_blob,
-                "model_card": _jsonable(asdict(result.model_card)),
-                "privacy": result.privacy.to_dict() if getattr(result, "privacy", None) else None,
-            }
+            IterationRecord.of(iteration).model_copy(
+                update={
+                    "labels": [
+                        LabelRecord(id=by_name[label].id, name=label, type=by_name[label].type)
+                        if label in by_name
+                        else LabelRecord(name=label)
+                        for label in result.labels
+                    ],
+                    "evaluation_blob_id": evaluation_blob,
+                    "evaluation_method": getattr(result.evaluation, "method", ""),
+                    "pr_curve_blob_ids": curves,
+                    "training_curve_blob_id": training_curve_blob,
+                    "model_card": _jsonable(asdict(result.model_card)),
+                    "privacy": result.privacy.to_dict() if getattr(result, "privacy", None) else None,
+                }
+            ).save_to(iteration)
             iteration.model_blob_id = model_blob
             iteration.status, iteration.trained_at = COMPLETED, utcnow()
             iteration.training_time_minutes = max(1, round(seconds / 60))
@@ -556,19 +424,6 @@ def _jsonable(value: Any) -> Any:
         return {}
 
 
-def load_evaluation(ctx: AppContext, project: Project, iteration: Iteration) -> Evaluation:
-    """The held-out evaluation an iteration stored (decrypted in memory only)."""
-    from veil.vision.metrics import Evaluation
-
-    blob_id = (iteration.metrics or {}).get("evaluation_blob_id")
-    if iteration.status != COMPLETED or not blob_id:
-        raise InvalidInput(
-            f"iteration {iteration.id} is not trained (status {iteration.status})",
-            code="BadRequestIterationIsNotTrained",
-        )
-    return Evaluation.from_dict(json.loads(Vault(ctx).get(project, blob_id)))
-
-
 TRAINING_JOB = TrainingJob()
 
 
@@ -583,7 +438,7 @@ def _forget_training_images(session: Session, project_id: str, iteration: Iterat
         Image.project_id == project_id, Image.id.in_(image_ids)
     )).tuples())  # fmt: skip
     session.execute(delete(Image).where(Image.id.in_([image_id for image_id, _ in doomed])))
-    iteration.metrics = {**(iteration.metrics or {}), "images_forgotten": len(doomed)}
+    IterationRecord.of(iteration).model_copy(update={"images_forgotten": len(doomed)}).save_to(iteration)
     audit.record(session, None, "images.forget-after-training", [project_id, iteration.id], f"images:{len(doomed)}")
     return [blob_id for _, blob_id in doomed]
 
@@ -597,10 +452,11 @@ def _forgotten_explained(session: Session, project: Project, short: NotEnoughIma
         .where(Iteration.project_id == project.id, Iteration.status == COMPLETED)
         .order_by(Iteration.trained_at.desc())
     ).first()
-    if last is None or not (last.metrics or {}).get("images_forgotten"):
+    forgotten = IterationRecord.of(last).images_forgotten if last is not None else 0
+    if last is None or not forgotten:
         return short
     return NotEnoughImagesPerTag(
         f"this project forgets its training images once an iteration has trained on them (privacy policy "
-        f"forget_images_after_training): {last.name} shredded {last.metrics['images_forgotten']} image(s) and "
+        f"forget_images_after_training): {last.name} shredded {forgotten} image(s) and "
         f"keeps only its model and metrics. Upload new images to train again ({short.message})"
     )

@@ -1,6 +1,6 @@
 """Where ciphertext blobs live: a local directory (the default) or an S3-compatible object store.
 
-    >>> blobs = open_blob_store(settings)          # VEIL_BLOB_URL: unset → <data_dir>/blobs, or s3://bucket/prefix
+    >>> blobs = open_blob_store(settings)          # (store.blob_url) VEIL_BLOB_URL: unset → <data_dir>/blobs, or s3://
     >>> blobs.put(project_id, blob_id, sealed)     # callers seal first (`veil.security.crypto.seal`)
     >>> blobs.get(project_id, blob_id)             # BlobNotFound when absent
 
@@ -30,12 +30,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
 from prometheus_client import Counter
 
 if TYPE_CHECKING:
-    from veil.config import Settings
+    pass
 
 _TMP_PREFIX = ".tmp-"
 PROBE_PREFIX = ".probe-"  # readiness probes write these at the top (never a project id)
@@ -126,21 +125,6 @@ class BlobStore(ABC):
 
     def blob_ids(self, project_id: str) -> set[str]:
         return {info.blob_id for info in self.list_blobs(project_id)}
-
-
-def open_blob_store(settings: Settings) -> BlobStore:
-    """The blob store `settings.blob_url` names: unset or `file://` → a directory, `s3://bucket/prefix` → S3."""
-    url = settings.blob_url
-    if not url:
-        return LocalBlobStore(settings.blobs_dir)
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        return LocalBlobStore(Path(parsed.path))
-    if parsed.scheme == "s3":
-        from veil.store.s3 import S3BlobStore
-
-        return S3BlobStore.from_url(url, settings)
-    raise ValueError(f"VEIL_BLOB_URL {url!r}: expected s3://bucket/prefix or file:///path")
 
 
 # ---------------------------------------------------------------------------------------------------------------

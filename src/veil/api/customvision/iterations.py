@@ -3,7 +3,7 @@ and unpublish."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Query, Response
 
@@ -20,17 +20,13 @@ from veil.api.wire.iterations import (
 )
 from veil.security.auth import Permission as P
 from veil.security.auth import Principal
-from veil.services import exports as export_service
-from veil.services import portability
+from veil.services import iterations as iteration_service
 from veil.services import training as training_service
+from veil.store.records import IterationRecord
 
 router = APIRouter(tags=["iterations"])
 
 TRAINING_TYPES = Literal["Regular", "Advanced"]
-
-
-def _tag_ids_by_name(iteration_metrics: dict[str, Any]) -> dict[str, str]:
-    return {label["name"]: label["id"] for label in iteration_metrics.get("labels", [])}
 
 
 @router.post("/projects/{projectId}/train", response_model=IterationOut)
@@ -67,14 +63,14 @@ def train_project(
 def get_iterations(
     projectId: str, ctx: Ctx, _: Annotated[Principal, TrainingKey(P.iterations_read)]
 ) -> list[IterationOut]:
-    return [iteration_out(i) for i in training_service.list_iterations(ctx, projectId)]
+    return [iteration_out(i) for i in iteration_service.list_iterations(ctx, projectId)]
 
 
 @router.get("/projects/{projectId}/iterations/{iterationId}", response_model=IterationOut)
 def get_iteration(
     projectId: str, iterationId: str, ctx: Ctx, _: Annotated[Principal, TrainingKey(P.iterations_read)]
 ) -> IterationOut:
-    return iteration_out(training_service.read_iteration(ctx, projectId, iterationId))
+    return iteration_out(iteration_service.read_iteration(ctx, projectId, iterationId))
 
 
 @router.patch("/projects/{projectId}/iterations/{iterationId}", response_model=IterationOut)
@@ -86,15 +82,15 @@ def update_iteration(
     principal: Annotated[Principal, TrainingKey(P.train)],
 ) -> IterationOut:
     if body.name is None:
-        return iteration_out(training_service.read_iteration(ctx, projectId, iterationId))
-    return iteration_out(training_service.rename_iteration(ctx, principal, projectId, iterationId, body.name))
+        return iteration_out(iteration_service.read_iteration(ctx, projectId, iterationId))
+    return iteration_out(iteration_service.rename_iteration(ctx, principal, projectId, iterationId, body.name))
 
 
 @router.delete("/projects/{projectId}/iterations/{iterationId}", status_code=204)
 def delete_iteration(
     projectId: str, iterationId: str, ctx: Ctx, principal: Annotated[Principal, TrainingKey(P.train)]
 ) -> Response:
-    training_service.delete_iteration(ctx, principal, projectId, iterationId)
+    iteration_service.delete_iteration(ctx, principal, projectId, iterationId)
     return Response(status_code=204)
 
 
@@ -107,8 +103,10 @@ def get_iteration_performance(
     threshold: float = 0.5,
     overlapThreshold: float = 0.3,
 ) -> IterationPerformanceOut:
-    iteration, result = export_service.iteration_performance(ctx, projectId, iterationId, threshold, overlapThreshold)
-    return performance_out(result, _tag_ids_by_name(iteration.metrics or {}))
+    iteration, result = iteration_service.iteration_performance(
+        ctx, projectId, iterationId, threshold, overlapThreshold
+    )
+    return performance_out(result, IterationRecord.of(iteration).tag_ids_by_name())
 
 
 @router.get(
@@ -125,9 +123,9 @@ def get_image_performances(
     take: int = Query(50, ge=0, le=256),
     skip: int = Query(0, ge=0),
 ) -> list[ImagePerformanceOut]:
-    views, _total = export_service.performance_images(ctx, projectId, iterationId, tag_ids, orderBy, take, skip)
-    iteration = training_service.read_iteration(ctx, projectId, iterationId)
-    names = _tag_ids_by_name(iteration.metrics or {})
+    views, _total = iteration_service.performance_images(ctx, projectId, iterationId, tag_ids, orderBy, take, skip)
+    iteration = iteration_service.read_iteration(ctx, projectId, iterationId)
+    names = IterationRecord.of(iteration).tag_ids_by_name()
     return [image_performance_out(view, base_url, names) for view in views]
 
 
@@ -139,7 +137,7 @@ def get_image_performance_count(
     _: Annotated[Principal, TrainingKey(P.iterations_read)],
     tag_ids: TagIds,
 ) -> int:
-    _views, total = export_service.performance_images(ctx, projectId, iterationId, tag_ids, take=0)
+    _views, total = iteration_service.performance_images(ctx, projectId, iterationId, tag_ids, take=0)
     return total
 
 
@@ -153,7 +151,7 @@ def publish_iteration(
     predictionId: str | None = Query(None),
     overwrite: bool = False,
 ) -> bool:
-    portability.publish(ctx, principal, projectId, iterationId, publishName, predictionId, overwrite)
+    iteration_service.publish(ctx, principal, projectId, iterationId, publishName, predictionId, overwrite)
     return True
 
 
@@ -161,5 +159,5 @@ def publish_iteration(
 def unpublish_iteration(
     projectId: str, iterationId: str, ctx: Ctx, principal: Annotated[Principal, TrainingKey(P.publish)]
 ) -> Response:
-    portability.unpublish(ctx, principal, projectId, iterationId)
+    iteration_service.unpublish(ctx, principal, projectId, iterationId)
     return Response(status_code=204)

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from veil.api.deps import Ctx, OneImage, PredictionKey
 from veil.api.wire.predictions import ImagePredictionOut, ImageUrlIn, image_prediction_out
 from veil.security.auth import Principal
-from veil.services import prediction as prediction_service
+from veil.services import predictions as prediction_service
 from veil.services import url_fetch
 from veil.services.context import AppContext
 

@@ -18,7 +18,7 @@ from veil.api.wire.predictions import (
 )
 from veil.security.auth import Permission as P
 from veil.security.auth import Principal
-from veil.services import prediction as prediction_service
+from veil.services import predictions as prediction_service
 from veil.services import url_fetch
 
 router = APIRouter(tags=["predictions"])

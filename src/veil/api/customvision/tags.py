@@ -10,7 +10,6 @@ from veil.api.deps import Ctx, TrainingKey
 from veil.api.wire.tags import TagOut, TagUpdateIn, tag_out
 from veil.security.auth import Permission as P
 from veil.security.auth import Principal
-from veil.services import labels
 from veil.services import projects as project_service
 from veil.services import tags as tag_service
 
@@ -50,7 +49,7 @@ def update_tag_route(
     projectId: str, tagId: str, body: TagUpdateIn, ctx: Ctx, principal: Annotated[Principal, TrainingKey(P.tags_write)]
 ) -> TagOut:
     with ctx.db.session() as session:
-        tag = labels.update_tag(session, principal, projectId, tagId, body.name, body.description, body.type)
+        tag = tag_service.update_tag(session, principal, projectId, tagId, body.name, body.description, body.type)
         return tag_out(tag, tag_service.image_counts(session, projectId).get(tag.id, 0))
 
 
@@ -59,5 +58,5 @@ def delete_tag_route(
     projectId: str, tagId: str, ctx: Ctx, principal: Annotated[Principal, TrainingKey(P.tags_write)]
 ) -> Response:
     with ctx.db.session() as session:
-        labels.delete_tag(session, principal, projectId, tagId)
+        tag_service.delete_tag(session, principal, projectId, tagId)
     return Response(status_code=204)

@@ -13,6 +13,7 @@ from veil.api.wire.jobs import JobOut, job_out
 from veil.api.wire.privacy_report import IterationPrivacyOut, iteration_privacy_out
 from veil.security.auth import Permission as P
 from veil.security.auth import Principal
+from veil.services import iterations as iteration_service
 from veil.services import training as training_service
 
 router = APIRouter()
@@ -32,7 +33,7 @@ def iteration_privacy(
 ) -> IterationPrivacyOut:
     """ε spent (if trained with privacy=dp), how (accountant, clipping norm, noise multiplier, sampling rate),
     and the membership-inference audit: attack AUC and TPR at 0.1 % / 1 % FPR with 95 % intervals, verdict."""
-    return iteration_privacy_out(training_service.iteration_privacy(ctx, projectId, iterationId))
+    return iteration_privacy_out(iteration_service.iteration_privacy(ctx, projectId, iterationId))
 
 
 @router.post("/projects/{projectId}/iterations/{iterationId}/cancel", response_model=IterationOut)
@@ -48,7 +49,7 @@ async def pr_curve(
     projectId: str, iterationId: str, tagName: str, ctx: Ctx, _: Annotated[Principal, VeilKey(P.iterations_read)]
 ) -> Response:
     """The precision/recall curve PNG of one tag, drawn from the held-out evaluation at training time."""
-    data = await run_in_threadpool(training_service.pr_curve, ctx, projectId, iterationId, tagName)
+    data = await run_in_threadpool(iteration_service.pr_curve, ctx, projectId, iterationId, tagName)
     return Response(content=data, media_type="image/png")
 
 
@@ -58,5 +59,5 @@ async def training_curve(
 ) -> Response:
     """The training-curve PNG of an Advanced iteration (per epoch: training loss, validation score);
     404 for a Regular iteration, which draws none."""
-    data = await run_in_threadpool(training_service.training_curve, ctx, projectId, iterationId)
+    data = await run_in_threadpool(iteration_service.training_curve, ctx, projectId, iterationId)
     return Response(content=data, media_type="image/png")

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from veil.api.deps import Ctx, VeilKey
 from veil.security.auth import Permission as P
 from veil.security.auth import Principal
-from veil.services import prediction as prediction_service
+from veil.services import predictions as prediction_service
 
 router = APIRouter()
 

@@ -10,8 +10,9 @@ from pydantic import Field
 from veil.api.wire.base import Wire
 from veil.api.wire.images import ImageOut, ImageTagOut, image_out
 from veil.api.wire.predictions import BoundingBoxOut, PredictionOut
-from veil.services.exports import ImagePerformanceView
+from veil.services.iterations import ImagePerformanceView
 from veil.store import models
+from veil.store.records import IterationRecord
 
 if TYPE_CHECKING:
     from veil.vision.metrics import Performance
@@ -93,7 +94,7 @@ def iteration_out(iteration: models.Iteration) -> IterationOut:
         reserved_budget_in_hours=iteration.reserved_budget_hours,
         training_time_in_minutes=iteration.training_time_minutes,
         publish_name=iteration.publish_name,
-        original_publish_resource_id=(iteration.metrics or {}).get("prediction_resource_id"),
+        original_publish_resource_id=IterationRecord.of(iteration).prediction_resource_id,
         training_error_details=iteration.error_reason,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from veil.api.wire.base import Wire
-from veil.services.prediction import PredictedTag, PredictionOutcome, stored_tags
+from veil.services.predictions import PredictedTag, PredictionOutcome, stored_tags
 from veil.store import models
 
 

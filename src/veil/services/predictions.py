@@ -21,18 +21,19 @@ from prometheus_client import Histogram
 from sqlalchemy import select
 
 from veil.images.ingest import ImageRejected, RejectStatus, decode_image
+from veil.privacy.policy import PrivacyPolicy
 from veil.security import audit
 from veil.security.auth import Principal
 from veil.services.context import AppContext
 from veil.services.errors import InvalidInput, NotFound, ServiceError
 from veil.services.ingest import KeptImage, ingest_policy, keep_image
+from veil.services.iterations import get_iteration
 from veil.services.models import MODELS
-from veil.services.projects import get_project, privacy_policy
-from veil.services.training import get_iteration, is_detection
+from veil.services.privacy import privacy_policy
+from veil.services.projects import get_project, is_detection
 from veil.services.vault import Vault
 from veil.store.models import Iteration, Prediction, Project, new_id, utcnow
-from veil.store.policy import PrivacyPolicy
-from veil.store.records import COMPLETED
+from veil.store.records import COMPLETED, IterationRecord
 
 if TYPE_CHECKING:  # onnxruntime models are loaded where used
     from veil.vision.runtime import ExportedModel
@@ -138,16 +139,9 @@ def decode_for_prediction(ctx: AppContext, data: bytes) -> PILImage.Image:
         raise ServiceError(rejected.reason, code=REJECT_CODES.get(rejected.status, "BadRequestImageFormat")) from None
 
 
-def _label_ids(iteration: Iteration) -> dict[str, str]:
-    return {label["name"]: label["id"] for label in (iteration.metrics or {}).get("labels", [])}
-
-
-def _label_types(iteration: Iteration) -> dict[str, str]:
-    return {label["name"]: label.get("type", "Regular") for label in (iteration.metrics or {}).get("labels", [])}
-
-
 def run_model(model: ExportedModel, iteration: Iteration, rgb: np.ndarray) -> list[PredictedTag]:
-    ids = _label_ids(iteration)
+    record = IterationRecord.of(iteration)
+    ids = record.tag_ids_by_name()
     if model.info.task == "detect":
         detections = model.detect(rgb, threshold=DETECTION_THRESHOLD)
         height, width = rgb.shape[:2]
@@ -158,7 +152,7 @@ def run_model(model: ExportedModel, iteration: Iteration, rgb: np.ndarray) -> li
             box = (float(x0) / width, float(y0) / height, float(x1 - x0) / width, float(y1 - y0) / height)
             found.append(PredictedTag(ids.get(str(name), ""), str(name), float(confidence), box))
         return sorted(found, key=lambda tag: -tag.probability)
-    types = _label_types(iteration)
+    types = record.tag_types_by_name()
     return [
         PredictedTag(ids.get(p.tag, ""), p.tag, p.probability, tag_type=types.get(p.tag, "Regular"))
         for p in model.classify(rgb)

@@ -1,12 +1,14 @@
-"""A project's privacy policy: what is hidden on ingest, how, and how long prediction images may be kept."""
+"""A project's privacy policy (what is hidden on ingest and how, what is kept and how long) and the one list of
+obfuscation methods, which `privacy.settings`, the API and the portal all read from here."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 ObfuscationMethod = Literal["solid", "pixelate", "blur", "dp-pixelate"]
+METHODS: tuple[str, ...] = get_args(ObfuscationMethod)
 
 
 class DetectorRef(BaseModel):
