@@ -318,7 +318,9 @@ class TrainingJob:
                 raise JobCancelled(str(exc) or "cancelled by the user") from exc
             job.report("saving", 99.0, 0.0, True)
             used = [item.image_id for item in items]
-            self._save(ctx, project, iteration.id, tags, result, time.monotonic() - started, used)
+            self._save(
+                ctx, project, iteration.id, tags, result, time.monotonic() - started, used, request.budget_minutes
+            )
             return f"trained {len(samples)} images"
         finally:
             ctx.close()
@@ -341,6 +343,7 @@ class TrainingJob:
         result: Any,
         seconds: float,
         used_image_ids: list[str],
+        budget_minutes: float | None,
     ) -> None:
         vault = Vault(ctx)
         model_blob, evaluation_blob = new_id(), new_id()
@@ -370,6 +373,7 @@ class TrainingJob:
                         else LabelRecord(name=label)
                         for label in result.labels
                     ],
+                    "budget_minutes": budget_minutes,
                     "evaluation_blob_id": evaluation_blob,
                     "evaluation_method": getattr(result.evaluation, "method", ""),
                     "pr_curve_blob_ids": curves,
