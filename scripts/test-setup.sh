@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Test prerequisites that live outside the venv: PostgreSQL, Mosquitto, Chromium, SoftHSM2 (Debian packages).
+# Test prerequisites that live outside the venv: PostgreSQL, Mosquitto, Chromium, SoftHSM2, jpegtran (Debian packages).
 # Best effort: each missing piece is installed/started when we are root with apt; otherwise the tests
 # that need it skip and print why. Never fails the run by itself.
 set -u
@@ -28,6 +28,9 @@ if ! have mosquitto && ! [ -x /usr/sbin/mosquitto ]; then apt_install mosquitto 
 
 # iproute2 (`ip netns`) for the two-node tests in network namespaces (tests/cluster; they skip without it).
 if ! have ip; then apt_install iproute2 || true; fi
+
+# jpegtran (libjpeg-turbo-progs): lossless EXIF rotation and the strict JPEG check on ingest (tests/images).
+if ! have jpegtran; then apt_install libjpeg-turbo-progs || true; fi
 
 # Chromium for the portal tests.
 if ! have chromium && ! [ -x /usr/bin/chromium ]; then apt_install chromium || true; fi

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import struct
 import uuid
 import zipfile
@@ -58,6 +59,61 @@ def animated_gif(frames: int) -> bytes:
     return encoded(images[0], "GIF", save_all=True, append_images=images[1:], duration=10)
 
 
+def _jpeg_segment(marker: int, payload: bytes) -> bytes:
+    return bytes((0xFF, marker)) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def jpeg_with_restarts(picture: Image.Image) -> bytes:
+    """A real photo encoded with a restart marker after every MCU row (the stream restart tricks tamper with)."""
+    return encoded(picture, "JPEG", quality=90, restart_marker_rows=1)
+
+
+def swap_first_restart_markers(jpeg: bytes) -> bytes:
+    """RST0 and RST1 exchanged: libjpeg resynchronises silently and decodes a shuffled image."""
+    first, second = jpeg.index(b"\xff\xd0"), jpeg.index(b"\xff\xd1")
+    data = bytearray(jpeg)
+    data[first + 1], data[second + 1] = 0xD1, 0xD0
+    return bytes(data)
+
+
+def corrupt_scan(jpeg: bytes) -> bytes:
+    """Entropy-coded bytes overwritten in the middle of the scan (Pillow decodes it with grey blocks, silently)."""
+    middle = len(jpeg) // 2
+    return jpeg[:middle] + bytes([0x00, 0x00, 0x00, 0x00] * 8) + jpeg[middle + 32 :]
+
+
+def hostile_jpegs(photo: bytes, picture: Image.Image) -> list[Bad]:
+    """Hostile JPEGs that cannot be cleaned to one decoded image (the cleanable ones: tests/images/test_ingest.py)."""
+    restarts = jpeg_with_restarts(picture)
+    after_first_segment = 4 + int.from_bytes(photo[4:6], "big")
+    bads = [
+        Bad(
+            "JPEG with junk bytes between segments",
+            photo[:after_first_segment] + b"junk" + photo[after_first_segment:],
+            reason="malformed JPEG",
+        ),
+        Bad(
+            "JPEG segment longer than the file",
+            photo[:2] + b"\xff\xe1\xff\xff" + b"x" * 100 + photo[2:][:50],
+            reason="Truncated",
+        ),
+        Bad("JPEG restart markers out of order", swap_first_restart_markers(restarts), reason="restart marker"),
+        Bad(
+            "JPEG restart marker without a restart interval",
+            restarts.replace(_jpeg_segment(0xDD, restarts[restarts.index(b"\xff\xdd") + 4 :][:2]), b"", 1),
+            reason="restart",
+        ),
+        Bad(
+            "JPEG with a second SOI inside",
+            photo[:after_first_segment] + b"\xff\xd8" + photo[after_first_segment:],
+            reason="corrupt",
+        ),
+    ]
+    if shutil.which("jpegtran"):  # the strict entropy-data check needs libjpeg's own tool
+        bads.append(Bad("JPEG with corrupt compressed data", corrupt_scan(photo), reason="does not decode cleanly"))
+    return bads
+
+
 def corpus(photo: bytes) -> list[Bad]:
     picture = Image.open(io.BytesIO(photo)).convert("RGB")
     png = encoded(picture, "PNG")
@@ -93,6 +149,7 @@ def corpus(photo: bytes) -> list[Bad]:
             b"--xyz\r\nnot a part",
             content_type="multipart/form-data; boundary=xyz",
         ),
+        *hostile_jpegs(photo, picture),
     ]
 
 

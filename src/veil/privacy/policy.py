@@ -33,6 +33,9 @@ class PrivacyPolicy(BaseModel):
     )
     detector: DetectorRef | None = None
     method: ObfuscationMethod = "solid"
+    # Kept images carry the upload's ICC colour profile (a phone's Display P3 stays Display P3); off drops it with
+    # the rest of the metadata (a rare profile can help tell devices apart).
+    keep_icc_profile: bool = True
     retention_days: int = Field(default=30, ge=0, description="How long stored prediction images are kept.")
     # Predictions forget by default: the storing prediction routes keep an image only when an admin or trainer
     # turns this on (projects created before this default keep the value they were created with).

@@ -1,12 +1,15 @@
 """The one ingest path: every route or job that keeps pixels hands the bytes to `keep_image`.
 
     >>> ingest = ingest_policy(ctx, session, project)       # the project's policy, checked, detector loaded
-    >>> kept = keep_image(ctx, project, ingest, data, image_id)  # decode → strip → anonymize → re-encode → seal
+    >>> kept = keep_image(ctx, project, ingest, data, image_id)  # decode → strip (→ anonymize → re-encode) → seal
 
 `keep_image` composes the layers in the order the privacy promise needs: `images.ingest` decodes untrusted bytes
-within the limits and drops every metadata block (EXIF, GPS, XMP, ICC, comments), `privacy` hides the policy's
-targets, `images.ingest` re-encodes the pixels, and only then is anything sealed with the project's key: the
-original pixels never reach the blob store. `images` may not import `privacy`, so the composition lives here.
+within the limits (the gate), then either keeps the upload's own pixels without its metadata (a JPEG's compressed
+data untouched, EXIF/GPS, XMP, IPTC, comments and thumbnails dropped, the ICC profile kept unless the policy's
+`keep_icc_profile` is off), or, when the policy anonymizes, `privacy` hides the policy's targets and
+`images.ingest` re-encodes the pixels once (a JPEG with its own quantization tables); only then is anything
+sealed with the project's key: with anonymization on, the original pixels never reach the blob store. `images`
+may not import `privacy`, so the composition lives here.
 
 Its callers, which the ingest test (tests/services/test_ingest.py) proves route by route: training uploads of
 every kind (`images.add_images`: data/multipart, base64 files, URLs, stored predictions promoted to training
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
-from veil.images.ingest import decode_image, encode_image
+from veil.images.ingest import CleanImage, encode_image, keep_pixels, read_image
 from veil.privacy.policy import PrivacyPolicy
 from veil.services.context import AppContext
 from veil.services.errors import InvalidInput
@@ -56,7 +59,8 @@ class IngestPolicy:
 
 @dataclass(frozen=True)
 class KeptImage:
-    """An image as Veil keeps it: re-encoded pixels after the policy, sealed under `blob_id`."""
+    """An image as Veil keeps it: the upload's pixels without metadata, or anonymized and re-encoded once, sealed
+    under `blob_id`."""
 
     blob_id: str
     content_type: str
@@ -82,17 +86,25 @@ def ingest_policy(ctx: AppContext, session: Session, project: Project) -> Ingest
 
 
 def keep_image(ctx: AppContext, project: Project, ingest: IngestPolicy, data: bytes, owner_id: str) -> KeptImage:
-    """Seal `data` under the project's key after safe decode, metadata strip and the project's anonymization;
+    """Seal `data` under the project's key after the safe decode, the metadata strip and the project's anonymization;
     `owner_id` is the row (image, prediction) whose deletion shreds the blob (see `Vault.put`).
 
     Raises `images.ingest.ImageRejected` (not an image, too big, ...) or `PolicyNotApplicable`; nothing is
     written then."""
-    image, source_format = decode_image(data, ctx.limits)
-    image, anonymized = _apply_policy(image, ingest)
-    clean = encode_image(image, source_format)
+    clean, anonymized = _clean(ctx, ingest, data)
     blob_id = new_id()
     Vault(ctx).put(project, blob_id, clean.data, owner_id=owner_id)
     return KeptImage(blob_id, clean.content_type, clean.width, clean.height, len(clean.data), anonymized)
+
+
+def _clean(ctx: AppContext, ingest: IngestPolicy, data: bytes) -> tuple[CleanImage, bool]:
+    keep_icc_profile = ingest.policy.keep_icc_profile
+    if not ingest.policy.anonymize_on_ingest:
+        return keep_pixels(data, ctx.limits, keep_icc_profile=keep_icc_profile), False
+    source = read_image(data, ctx.limits)
+    image, anonymized = _apply_policy(source.pixels, ingest)
+    icc_profile = source.icc_profile if keep_icc_profile else None
+    return encode_image(image, source.source_format, icc_profile=icc_profile, jpeg=source.jpeg), anonymized
 
 
 def anonymization_facts(policy: PrivacyPolicy) -> dict[str, str]:
