@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     max_image_frames: int = 100
     max_images_per_batch: int = 64
     max_request_bytes: int = 200 * MB
+    # Bodies refused (413) before they are read in full, let alone parsed: JSON bodies in general, and the JSON
+    # of `images/files` (base64 images; larger batches go as multipart, up to max_request_bytes).
+    max_json_bytes: int = 1 * MB
+    max_json_image_batch_bytes: int = 32 * MB
+    # `/healthz/ready` answers 503 when the data directory (or a local blob store) has less free space than this.
+    ready_min_free_bytes: int = 512 * MB
 
     default_retention_days: int = 30
 

@@ -15,6 +15,7 @@ from veil.api import customvision, health
 from veil.api import veil as veil_routes
 from veil.api.errors import install_error_handlers
 from veil.api.lifespan import background_lifespan
+from veil.api.limits import BodyLimit
 from veil.api.metrics import install_metrics
 from veil.services.context import AppContext
 from veil.web import mount_portal
@@ -45,6 +46,7 @@ def create_app(ctx: AppContext, background: bool = False) -> FastAPI:
         )
     app.include_router(veil_routes.router)
     app.include_router(health.router)
+    app.add_middleware(BodyLimit, settings=ctx.settings)
     install_metrics(app, ctx)
     mount_portal(app)
     return app

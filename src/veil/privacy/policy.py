@@ -3,9 +3,9 @@ obfuscation methods, which `privacy.settings`, the API and the portal all read f
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
 
 ObfuscationMethod = Literal["solid", "pixelate", "blur", "dp-pixelate"]
 METHODS: tuple[str, ...] = get_args(ObfuscationMethod)
@@ -27,8 +27,10 @@ class PrivacyPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     anonymize_on_ingest: bool = False
-    targets: list[str] = Field(
+    # Bounded: the policy is read on every ingest and returned with the project.
+    targets: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
         default_factory=lambda: ["faces"],
+        max_length=64,
         description="What to hide: faces, and tags of `detector` (e.g. plates, people) when one is named.",
     )
     detector: DetectorRef | None = None

@@ -225,9 +225,23 @@ def user_metadata(image: Image) -> dict[str, str]:
 _CLAUSE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s+(eq|ne)\s+'((?:[^']|'')*)'\s*$", re.IGNORECASE)
 
 
+MAX_FILTER_CHARS = 2000
+MAX_FILTER_CLAUSES = 32
+
+
 def metadata_filter(expression: str) -> Callable[[dict[str, str]], bool]:
     """Custom Vision's `$filter` on image metadata: `key eq 'v'`, `key ne 'v'`, joined by `and` / `or`
-    (`and` binds tighter; no parentheses). Raises `InvalidInput` naming the part it cannot read."""
+    (`and` binds tighter; no parentheses, so the depth is 1). Raises `InvalidInput` naming the part it cannot
+    read, or the bound it passes (a filter is tested against every image of the project: its size is bounded)."""
+    if len(expression) > MAX_FILTER_CHARS:
+        raise InvalidInput(
+            f"$filter is {len(expression)} characters; at most {MAX_FILTER_CHARS}", code="BadRequestInvalid"
+        )
+    clause_count = len(re.findall(r"\s(?:eq|ne)\s", expression, flags=re.IGNORECASE))
+    if clause_count > MAX_FILTER_CLAUSES:
+        raise InvalidInput(
+            f"$filter has {clause_count} clauses; at most {MAX_FILTER_CLAUSES}", code="BadRequestInvalid"
+        )
     alternatives: list[list[tuple[str, bool, str]]] = []
     for alternative in re.split(r"\s+or\s+", expression.strip(), flags=re.IGNORECASE):
         clauses = []

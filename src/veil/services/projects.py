@@ -20,6 +20,15 @@ from veil.store.models import ApiKey, Project, utcnow
 CLASSIFICATION_TYPES = ("Multiclass", "Multilabel")
 EXPORT_PLATFORMS = ("CoreML", "TensorFlow", "DockerFile", "ONNX", "VAIDK", "OpenVino")
 MAX_NAME = 200
+MAX_DESCRIPTION = 4000  # every project listing returns it: a bound keeps `GET /projects` small
+
+
+def _check_description(description: str | None) -> None:
+    if description and len(description) > MAX_DESCRIPTION:
+        raise InvalidInput(
+            f"project description is {len(description)} characters; at most {MAX_DESCRIPTION}",
+            code="BadRequestProjectDescription",
+        )
 
 
 def create_project(
@@ -35,6 +44,7 @@ def create_project(
     name = (name or "").strip()
     if not name or len(name) > MAX_NAME:
         raise InvalidInput(f"project name must be 1..{MAX_NAME} characters", code="BadRequestProjectName")
+    _check_description(description)
     domain = find_domain(domain_id or DEFAULT_DOMAIN_ID)
     if domain is None:
         raise InvalidInput(f"unknown domainId {domain_id}; GET /domains lists them", code="BadRequestDomainInvalid")
@@ -96,6 +106,7 @@ def update_project(
             raise InvalidInput(f"project name must be 1..{MAX_NAME} characters", code="BadRequestProjectName")
         project.name = name.strip()
     if description is not None:
+        _check_description(description)
         project.description = description
     if settings:
         project.settings = {**project.settings, **settings}
