@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     max_json_image_batch_bytes: int = 32 * MB
     # `/healthz/ready` answers 503 when the data directory (or a local blob store) has less free space than this.
     ready_min_free_bytes: int = 512 * MB
+    # Wrong API keys per client address: this many at once, then this many per minute; past that, 429.
+    auth_failure_burst: int = 30
+    auth_failures_per_minute: int = 60
 
     default_retention_days: int = 30
 

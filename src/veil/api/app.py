@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 import veil
 from veil.api import customvision, health
 from veil.api import veil as veil_routes
+from veil.api.deps import AuthGuard
 from veil.api.errors import install_error_handlers
 from veil.api.lifespan import background_lifespan
 from veil.api.limits import BodyLimit
@@ -35,6 +36,7 @@ def create_app(ctx: AppContext, background: bool = False) -> FastAPI:
         lifespan=background_lifespan(ctx) if background else None,
     )
     app.state.ctx = ctx
+    app.state.auth_guard = AuthGuard.from_settings(ctx.settings)
     install_error_handlers(app)
     for prefix in customvision.TRAINING_PREFIXES:
         app.include_router(

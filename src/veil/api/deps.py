@@ -20,8 +20,20 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from veil.api.bodies import ImagePart, read_image_parts
+from veil.api.metrics import AUTH_FAILURES
+from veil.config import Settings
 from veil.security import audit
-from veil.security.auth import Forbidden, Permission, Principal, authenticate, authorize
+from veil.security.auth import (
+    FailureThrottle,
+    Forbidden,
+    Permission,
+    Principal,
+    RepeatCounter,
+    Throttled,
+    Unauthenticated,
+    authenticate,
+    authorize,
+)
 from veil.services.context import AppContext
 
 TRAINING_HEADER = "Training-Key"
@@ -44,21 +56,68 @@ BaseUrl = Annotated[str, Depends(get_base_url)]
 # --- keys ------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class AuthGuard:
+    """Per-process abuse state: the wrong-key throttle per client address and the counters that aggregate
+    repeated failures into one audit event per source (or key) and minute."""
+
+    throttle: FailureThrottle
+    repeats: RepeatCounter
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AuthGuard:
+        return cls(
+            FailureThrottle(settings.auth_failure_burst, settings.auth_failures_per_minute / 60),
+            RepeatCounter(window_s=60),
+        )
+
+
+def _client_address(request: Request) -> str:
+    # Behind a reverse proxy this is the proxy unless uvicorn trusts its X-Forwarded-For (docs/DEPLOY.md).
+    return request.client.host if request.client else "unknown"
+
+
 def _principal(request: Request, headers: tuple[str, ...], permission: Permission | None) -> Principal:
     ctx = get_ctx(request)
+    guard: AuthGuard = request.app.state.auth_guard
+    source = _client_address(request)
+    wait = guard.throttle.retry_after(source)
+    if wait is not None:
+        AUTH_FAILURES.labels("throttled").inc()
+        raise Throttled(wait)
     presented = next((request.headers[h] for h in headers if request.headers.get(h)), None)
     project_id = request.path_params.get("projectId")
-    with ctx.db.read_session() as session:
-        principal = authenticate(session, presented)
+    try:
+        with ctx.db.read_session() as session:
+            principal = authenticate(session, presented)
+    except Unauthenticated:
+        AUTH_FAILURES.labels("invalid" if presented else "missing").inc()
+        if presented:  # a wrong key, not a forgotten header: what a brute force sends
+            guard.throttle.failed(source)
+            _audit_repeated(ctx, guard, None, "auth.failed", [f"source={source}"], ("auth.failed", source))
+        raise
     if permission is None:
         return principal
     try:
         authorize(principal, permission, project_id)
     except Forbidden:
-        with ctx.db.session() as session:
-            audit.record(session, principal, permission.value, [project_id] if project_id else [], "denied")
+        AUTH_FAILURES.labels("forbidden").inc()
+        resources = [project_id] if project_id else []
+        _audit_repeated(ctx, guard, principal, permission.value, resources,
+                        ("denied", str(principal.key_id), permission.value, project_id or ""))  # fmt: skip
         raise
     return principal
+
+
+def _audit_repeated(
+    ctx: AppContext, guard: AuthGuard, actor: Principal | None, action: str, resources: list[str], key: tuple[str, ...]
+) -> None:
+    """One `denied` audit event per `key` and minute, carrying how many it stands for (`attempts=N`)."""
+    attempts = guard.repeats.seen(key)
+    if attempts is None:
+        return
+    with ctx.db.session() as session:
+        audit.record(session, actor, action, [*resources, f"attempts={attempts}"], "denied")
 
 
 @dataclass(frozen=True)

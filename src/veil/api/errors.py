@@ -6,6 +6,7 @@ Service, auth and crypto exceptions are translated here, so routes stay free of 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from veil.security.audit import AuditTampered
-from veil.security.auth import Forbidden, Unauthenticated
+from veil.security.auth import Forbidden, Throttled, Unauthenticated
 from veil.security.crypto import IntegrityError, KeyShredded, MasterKeyError
 from veil.services.errors import Conflict, InvalidInput, NotFound, ServiceError, Unavailable
 from veil.store.blobs import BlobStoreError, BlobStoreFull
@@ -74,6 +75,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Unauthenticated)
     async def _unauthenticated(_request: Request, exc: Unauthenticated) -> JSONResponse:
         return error_response(401, "Unauthorized", f"{exc}; send a valid key in the Training-Key/Prediction-Key header")
+
+    @app.exception_handler(Throttled)
+    async def _throttled(_request: Request, exc: Throttled) -> JSONResponse:
+        response = error_response(429, "TooManyRequests", str(exc))
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return response
 
     @app.exception_handler(Forbidden)
     async def _forbidden(_request: Request, exc: Forbidden) -> JSONResponse:

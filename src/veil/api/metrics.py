@@ -19,6 +19,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
+    Counter,
     Histogram,
     generate_latest,
     multiprocess,
@@ -35,6 +36,12 @@ REQUEST_SECONDS = Histogram(
     "Time from a request's arrival to its last response byte, by route template, method and status.",
     ["method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+
+AUTH_FAILURES = Counter(
+    "veil_auth_failures_total",
+    "Requests refused by the key check: missing or invalid key (401), forbidden (403), throttled (429).",
+    ["reason"],
 )
 
 router = APIRouter(tags=["veil"])

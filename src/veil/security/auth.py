@@ -12,6 +12,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -212,3 +216,84 @@ def revoke_key(session: Session, key_id: str) -> ApiKey:
 def has_admin_key(session: Session) -> bool:
     keys = session.scalars(select(ApiKey).where(ApiKey.role == Role.admin.value))
     return any(is_active(key) for key in keys)
+
+
+# --- abuse: wrong-key throttling and repeated-denial aggregation ------------------------------------------
+
+
+class Throttled(Exception):
+    """Too many failed authentications from this address: retry after `retry_after` seconds (HTTP 429)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many requests with a wrong API key from this address; retry in {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class FailureThrottle:
+    """A token bucket per client address that only failed authentications drain: `burst` wrong keys at once,
+    then `per_second`. An address whose bucket is empty is refused (429) before any key lookup — even its valid
+    keys, or a brute force would learn a hit from a 200 among the 429s. Other addresses are untouched.
+    Thread-safe (sync routes run in a thread pool); at most `max_sources` addresses are remembered (the least
+    recently failing are forgotten first, which only ever lets an address in earlier)."""
+
+    def __init__(
+        self, burst: int, per_second: float, max_sources: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.burst, self.per_second, self.max_sources, self.clock = burst, per_second, max_sources, clock
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _refilled(self, source: str, now: float) -> _Bucket | None:
+        bucket = self._buckets.get(source)
+        if bucket is not None:
+            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.per_second)
+            bucket.updated = now
+        return bucket
+
+    def retry_after(self, source: str) -> float | None:
+        """None when `source` may try a key now; else the seconds until it may."""
+        with self._lock:
+            bucket = self._refilled(source, self.clock())
+            if bucket is None or bucket.tokens >= 1:
+                return None
+            return (1 - bucket.tokens) / self.per_second
+
+    def failed(self, source: str) -> None:
+        with self._lock:
+            now = self.clock()
+            bucket = self._refilled(source, now) or _Bucket(float(self.burst), now)
+            bucket.tokens = max(0.0, bucket.tokens - 1)
+            self._buckets[source] = bucket
+            self._buckets.move_to_end(source)
+            while len(self._buckets) > self.max_sources:
+                self._buckets.popitem(last=False)
+
+
+class RepeatCounter:
+    """Aggregates repeated events (failed authentications, denials) to one record per key and `window_s`:
+    `seen(key)` counts an occurrence and returns how many happened since the last record when a record is due
+    (the first occurrence, then at most once per window), else None."""
+
+    def __init__(self, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window_s, self.clock = window_s, clock
+        self._state: dict[tuple[str, ...], tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def seen(self, key: tuple[str, ...]) -> int | None:
+        with self._lock:
+            now = self.clock()
+            last_record, pending = self._state.get(key, (-float("inf"), 0))
+            pending += 1
+            if now - last_record >= self.window_s:
+                self._state[key] = (now, 0)
+                if len(self._state) > 100_000:  # forget keys quiet for a window: their next event records anyway
+                    self._state = {k: v for k, v in self._state.items() if now - v[0] < self.window_s}
+                return pending
+            self._state[key] = (last_record, pending)
+            return None
