@@ -27,7 +27,7 @@ ZONE = [(0.5, 0.3), (1.0, 0.3), (1.0, 1.0), (0.5, 1.0)]  # lower right: people d
 VISIBLE = 0.25
 # The shipped detector's people-count errors measured by `make bench BENCH=edge` (d) over the 7 clips.
 BENCHMARK_CROSSING_ERROR = 0.35
-BENCHMARK_ZONE_ERROR = 0.35
+BENCHMARK_ZONE_ERROR = 0.42
 
 
 def footprint(row: np.ndarray) -> np.ndarray:
