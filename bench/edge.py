@@ -340,8 +340,9 @@ def count_error(name: str, spec: DetectorSpec | None, sequences: list[Sequence])
                 "events": [{"type": "linecrossing"}],
             }
         ],
-        "zones": [{"name": "zone", "polygon": ZONE, "events": [{"type": "count"}]}],
+        "zones": [{"name": "zone", "polygon": ZONE, "events": [{"type": "count"}, {"type": "zonecrossing"}]}],
     }
+    enters_truth = enters_error = 0
     crossings_truth = crossings_veil = crossings_truth_half = crossings_veil_half = 0
     zone_truth, zone_error = [], []
     detector = build_detector(spec) if spec is not None else None
@@ -360,15 +361,19 @@ def count_error(name: str, spec: DetectorSpec | None, sequences: list[Sequence])
             for message in runner.process(Frame(rgb, index, index / clip.fps), detections):
                 if message.event.type == "personLineEvent":
                     seen[str(message.event.properties["status"])] += 1
+                elif message.event.type == "personZoneEnterExitEvent" and message.event.properties["side"] != "":
+                    seen[str(message.event.properties["status"])] += 1  # across an edge, as in the ground truth
                 elif message.event.type == "personCountEvent":
                     count = int(message.event.properties["personCount"])  # type: ignore[call-overload]
             zone_error.append(abs(count - in_zone[index]))
         zone_truth += in_zone
-        crossings_truth += sum(truth.values())
+        crossings_truth += truth["CrossRight"] + truth["CrossLeft"]
+        enters_truth += truth["Enter"]
+        enters_error += abs(seen["Enter"] - truth["Enter"])
         crossings_veil += abs(seen["CrossRight"] - truth["CrossRight"]) + abs(seen["CrossLeft"] - truth["CrossLeft"])
-        crossings_truth_half += sum(half.values())
+        crossings_truth_half += half["CrossRight"] + half["CrossLeft"]
         crossings_veil_half += abs(seen["CrossRight"] - half["CrossRight"]) + abs(seen["CrossLeft"] - half["CrossLeft"])
-        counted += sum(seen.values())
+        counted += seen["CrossRight"] + seen["CrossLeft"]
     return {
         "detector": name,
         "crossings counted": str(counted),
@@ -376,6 +381,8 @@ def count_error(name: str, spec: DetectorSpec | None, sequences: list[Sequence])
         "crossing error": f"{crossings_veil / crossings_truth:.0%}",
         "truth (≥ 0.5 visible)": str(crossings_truth_half),
         "crossing error (≥ 0.5)": f"{crossings_veil_half / crossings_truth_half:.0%}",
+        "zone entries (truth)": str(enters_truth),
+        "entry error": f"{enters_error / enters_truth:.0%}",
         "people in zone per frame (truth)": f"{np.mean(zone_truth):.2f}",
         "zone count error": f"{np.mean(zone_error) / np.mean(zone_truth):.0%}",
     }
