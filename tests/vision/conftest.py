@@ -44,3 +44,24 @@ def rgb(path: Path) -> np.ndarray:
 @pytest.fixture(scope="session")
 def raccoons() -> list[Sample]:
     return load_dataset(dataset_path("raccoon"), "voc")
+
+
+# ---- trained models shared by the export tests (tests/vision/test_export_*.py), trained once per session
+
+
+@pytest.fixture(scope="session")
+def export_classifier() -> bytes:
+    """A Lite0 ants/bees classifier (20 training images, seconds): Veil's ONNX."""
+    from veil.vision.train import TrainRequest, train
+
+    request = TrainRequest("classify", ants_bees("train", 10), seed=7, backbone="efficientnet-lite0", input_size=224)
+    return train(request).onnx
+
+
+@pytest.fixture(scope="session")
+def export_detector() -> bytes:
+    """A person detector on Penn-Fudan's first 60 images (a 24-second budget); its last 50 stay unseen."""
+    from veil.vision.train import TrainRequest, train
+
+    people = load_dataset(dataset_path("pedestrians-det") / "PennFudanPed")
+    return train(TrainRequest("detect", people[:60], budget_minutes=0.4, seed=1, input_size=256)).onnx
