@@ -20,6 +20,13 @@ $(STAMP): pyproject.toml Makefile
 	@# install it without dependencies and add the ones it really needs (the rest are already here).
 	$(PY) -m pip install -q --no-deps trackers==2.6.1
 	$(PY) -m pip install -q 'pydeprecate>=0.8' scipy requests
+	@# TensorFlow Lite export: Google's litert-torch converter. Its xdsl dependency pins typing-extensions<4.13,
+	@# which would downgrade pydantic; xdsl runs fine on the newer one, so these install without the resolver
+	@# (the list is what converting and quantizing imports; transformers, kagglehub etc. serve other features).
+	$(PY) -m pip install -q --no-deps litert-torch==0.10.0 litert-converter==0.5.0 xdsl==0.28.0 \
+		ai-edge-quantizer==0.10.0 immutabledict==4.2.1 lark==1.3.1 ordered-set==4.1.0 absl-py==2.5.1 \
+		safetensors==0.8.0 jax==0.10.2 jaxlib==0.10.2 jaxtyping==0.3.11 wadler-lindig==0.1.8 torchao==0.18.0 \
+		multipledispatch==1.0.0 tabulate==0.10.0
 	@touch $(STAMP)
 
 run: install

@@ -39,6 +39,7 @@ class ExportFormat:
     flavor: str | None
     title: str
     needs: tuple[str, ...] = ()  # importable modules the conversion needs (an optional install)
+    tasks: tuple[str, ...] = ("classify", "multilabel", "detect")
 
     @property
     def key(self) -> str:
@@ -53,12 +54,21 @@ FORMATS: tuple[ExportFormat, ...] = (
     ExportFormat("ONNX", "OnnxFloat16", "ONNX float16, Azure's layout"),
     ExportFormat("ONNX", "Veil", "ONNX, Veil's native graph (veil predict, edge)"),
     ExportFormat("OpenVino", None, "OpenVINO IR", needs=("openvino",)),
-    ExportFormat("TensorFlow", "TensorFlowLite", "TensorFlow Lite float32", needs=("litert_torch", "onnx2torch")),
+    # TensorFlow Lite: classifiers only for now — onnx2torch's Slice reads its bounds at run time, which
+    # torch.export (under litert-torch) cannot trace in the detector's graph (docs/EXPORTS.md).
+    ExportFormat(
+        "TensorFlow",
+        "TensorFlowLite",
+        "TensorFlow Lite float32",
+        needs=("litert_torch", "onnx2torch"),
+        tasks=("classify", "multilabel"),
+    ),
     ExportFormat(
         "TensorFlow",
         "TensorFlowLiteInt8",
         "TensorFlow Lite int8",
         needs=("litert_torch", "onnx2torch", "ai_edge_quantizer"),
+        tasks=("classify", "multilabel"),
     ),
     ExportFormat("CoreML", None, "Core ML", needs=("coremltools", "onnx2torch")),
     ExportFormat("DockerFile", "Linux", "Docker build context (Linux)"),
@@ -72,17 +82,18 @@ class ExportArtifact:
     format: ExportFormat
 
 
-def available_formats() -> list[ExportFormat]:
-    """The formats this installation can produce (every Veil task exports to each of them)."""
-    return [fmt for fmt in FORMATS if fmt.installed()]
+def available_formats(task: str | None = None) -> list[ExportFormat]:
+    """The formats this installation can produce for a model of `task` (any task when None). Every domain and
+    backbone exports alike: Veil's networks are all EfficientNet-Lite graphs made of portable operators."""
+    return [fmt for fmt in FORMATS if fmt.installed() and (task is None or task in fmt.tasks)]
 
 
-def exportable_platforms() -> list[str]:
-    """Azure platform names (`exportableTo`, `exportablePlatforms`) this installation can produce."""
-    return list(dict.fromkeys(fmt.platform for fmt in available_formats()))
+def exportable_platforms(task: str | None = None) -> list[str]:
+    """Azure platform names (`exportableTo`, `exportablePlatforms`) this installation can produce for `task`."""
+    return list(dict.fromkeys(fmt.platform for fmt in available_formats(task)))
 
 
-def find_format(platform: str, flavor: str | None = None) -> ExportFormat:
+def find_format(platform: str, flavor: str | None = None, task: str | None = None) -> ExportFormat:
     """The format for Azure's `platform`/`flavor` names (case-insensitive); raises `UnsupportedExport`."""
     wanted = (platform.lower(), (flavor or "").lower())
     if wanted == ("dockerfile", ""):
@@ -93,6 +104,8 @@ def find_format(platform: str, flavor: str | None = None) -> ExportFormat:
                 raise UnsupportedExport(
                     f"{fmt.title} needs {', '.join(fmt.needs)}, not installed here; install Veil with `make install`"
                 )
+            if task is not None and task not in fmt.tasks:
+                raise UnsupportedExport(f"{fmt.title} export is available for {' and '.join(fmt.tasks)} models only")
             return fmt
     offered = ", ".join(fmt.key for fmt in FORMATS)
     raise UnsupportedExport(f"unknown export platform/flavor {platform!r}/{flavor!r}; Veil exports {offered}")
@@ -216,8 +229,8 @@ def export_model(
 
     `extra_files` are added to the zip (e.g. the model card).
     """
-    fmt = find_format(platform, flavor)
     _, info = read_veil_model(onnx_bytes)
+    fmt = find_format(platform, flavor, info.task)
     files = _BUILDERS[fmt.key](onnx_bytes, info, fmt, options or ExportOptions())
     files.update(extra_files or {})
     name = fmt.key.lower().replace("/", "-")

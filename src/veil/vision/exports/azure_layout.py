@@ -103,8 +103,7 @@ def _preprocess(info: ModelInfo, like: onnx.ModelProto, pixels: str) -> onnx.Mod
     if pixels == "bgr255":
         # Split + Concat rather than Gather: every converter downstream (onnx2torch → Core ML/LiteRT) takes it
         nodes += [
-            _const("split3", np.array([1, 1, 1], dtype=np.int64)),
-            helper.make_node("Split", ["data", "split3"], ["blue", "green", "red"], axis=1),
+            helper.make_node("Split", ["data"], ["blue", "green", "red"], axis=1),
             helper.make_node("Concat", ["red", "green", "blue"], ["rgb"], axis=1),
         ]
     elif pixels == "rgb01":
@@ -179,7 +178,6 @@ def _grid_constants(info: ModelInfo, grid: Grid) -> list[onnx.NodeProto]:
         _const("tiny", np.array(1e-9, dtype=np.float32)),
         _const("score_low", np.array(1e-7, dtype=np.float32)),
         _const("score_high", np.array(1 - 1e-7, dtype=np.float32)),
-        _const("split4", np.array([1, 1, 1, 1], dtype=np.int64)),
         _const("class_ids", np.arange(len(info.labels), dtype=np.int64)),
         _const("on_logit", np.array(0.0, dtype=np.float32)),
         _const("off_logit", np.array(OFF_CLASS_LOGIT, dtype=np.float32)),
@@ -200,7 +198,7 @@ def _yolo_grid(info: ModelInfo, like: onnx.ModelProto, points: int, channels_las
         # the encoding runs in float32 even behind a float16 network (logit and log need the range)
         n("Cast", ["boxes_in"], ["boxes"], to=TensorProto.FLOAT),
         n("Cast", ["scores_in"], ["scores"], to=TensorProto.FLOAT),
-        n("Split", ["boxes", "split4"], ["x1", "y1", "x2", "y2"], axis=2),
+        n("Split", ["boxes"], ["x1", "y1", "x2", "y2"], axis=2),  # equal parts: no sizes input to trace
         # centres in grid cells, minus the slot's cell: Azure adds the cell back
         n("Add", ["x1", "x2"], ["x_sum"]),
         n("Mul", ["x_sum", "half"], ["cx_px"]),

@@ -52,21 +52,40 @@ def _explicit_reshapes(model: onnx.ModelProto) -> onnx.ModelProto:
 def to_torch(model: onnx.ModelProto) -> torch.nn.Module:
     """A PyTorch module computing `model` for one image (eval mode)."""
     import onnx2torch
-    from onnx2torch.node_converters.reshape import OnnxReshape
 
     module = onnx2torch.convert(static_graph(model))
-    # Reshape targets are constants now: call torch.reshape with Python ints (a traced tensor would be symbolic)
     for node in list(module.graph.nodes):
-        if node.op != "call_module" or not isinstance(module.get_submodule(str(node.target)), OnnxReshape):
-            continue
-        data, shape = node.args
-        if getattr(shape, "op", None) != "get_attr":
-            continue
-        target = tuple(int(v) for v in module.get_buffer(str(shape.target)).tolist())
-        with module.graph.inserting_after(node):
-            replacement = module.graph.call_function(torch.reshape, (data, target))
-        node.replace_all_uses_with(replacement)
-        module.graph.erase_node(node)
+        if node.op == "call_module":
+            _freeze_constant_arguments(module, node)
     module.graph.eliminate_dead_code()
     module.recompile()
     return module.eval()
+
+
+def _constant(module: torch.fx.GraphModule, argument: object) -> list[int] | None:
+    if not isinstance(argument, torch.fx.Node) or argument.op != "get_attr":
+        return None
+    return [int(v) for v in module.get_buffer(str(argument.target)).tolist()]
+
+
+def _freeze_constant_arguments(module: torch.fx.GraphModule, node: torch.fx.Node) -> None:
+    """onnx2torch's Reshape and Resize read their shape tensors at run time (`.tolist()`), which torch.export
+    and Core ML's tracer cannot follow: call torch.reshape / interpolate with the constants as Python ints."""
+    from onnx2torch.node_converters.reshape import OnnxReshape
+    from onnx2torch.node_converters.resize import OnnxResize, _onnx_mode_to_torch_mode
+
+    target = module.get_submodule(str(node.target))
+    replacement: tuple[object, tuple[object, ...], dict[str, object]] | None = None
+    if isinstance(target, OnnxReshape) and (shape := _constant(module, node.args[1])) is not None:
+        replacement = (torch.reshape, (node.args[0], tuple(shape)), {})
+    elif isinstance(target, OnnxResize) and (sizes := _constant(module, node.kwargs.get("sizes"))):
+        mode = _onnx_mode_to_torch_mode(target.onnx_mode, len(sizes) - 2)
+        kwargs = {"size": tuple(sizes[2:]), "mode": mode, "align_corners": target.align_corners}
+        replacement = (torch.nn.functional.interpolate, (node.args[0],), kwargs)
+    if replacement is None:
+        return
+    function, args, kwargs = replacement
+    with module.graph.inserting_after(node):
+        new = module.graph.call_function(function, args, kwargs)  # type: ignore[arg-type]
+    node.replace_all_uses_with(new)
+    module.graph.erase_node(node)
