@@ -8,7 +8,17 @@ import subprocess
 import sys
 
 # Each entry is a module in bench/ with a `main()`; add yours here.
-BENCHMARKS: list[str] = ["anonymize", "edge", "crypto", "prediction", "portal", "training", "scale", "privacy-training"]
+BENCHMARKS: list[str] = [
+    "anonymize",
+    "edge",
+    "crypto",
+    "prediction",
+    "portal",
+    "training",
+    "scale",
+    "privacy-training",
+    "exports",
+]
 
 
 def machine() -> str:
