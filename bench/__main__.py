@@ -12,6 +12,7 @@ BENCHMARKS: list[str] = [
     "anonymize",
     "edge",
     "crypto",
+    "ingest",
     "prediction",
     "portal",
     "training",

@@ -106,7 +106,7 @@ def hostile_jpegs(photo: bytes, picture: Image.Image) -> list[Bad]:
         Bad(
             "JPEG with a second SOI inside",
             photo[:after_first_segment] + b"\xff\xd8" + photo[after_first_segment:],
-            reason="corrupt",
+            reason="malformed JPEG",
         ),
     ]
     if shutil.which("jpegtran"):  # the strict entropy-data check needs libjpeg's own tool

@@ -30,11 +30,12 @@ import io
 import shutil
 import subprocess
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 
-from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from veil.config import Settings
 
@@ -273,10 +274,13 @@ def decode_image(data: bytes, limits: IngestLimits) -> tuple[Image.Image, str]:
 def keep_pixels(data: bytes, limits: IngestLimits, *, keep_icc_profile: bool = True) -> CleanImage:
     """The bytes to keep for an upload no policy alters: a JPEG's own compressed data without its metadata (see
     the module's docstring), anything else as lossless PNG; `keep_icc_profile` keeps the colour profile."""
-    image = _gate(data, limits)
-    icc_profile = (image.info.get("icc_profile") or None) if keep_icc_profile else None
+    _check_size(data, limits)
+    image = _open(data)
+    _check_header(image, limits)
     if _source_format(image) == "JPEG":
         return _keep_jpeg(data, image, keep_icc_profile=keep_icc_profile)
+    _load(image)
+    icc_profile = (image.info.get("icc_profile") or None) if keep_icc_profile else None
     return encode_image(_pixels_only(_upright(image)), _source_format(image), icc_profile=icc_profile)
 
 
@@ -350,7 +354,7 @@ def _scan_end(data: bytes, start: int, restart_interval: int) -> int:
     while True:
         found = data.find(b"\xff", position)
         if found < 0 or found + 1 >= len(data):
-            raise _broken("the scan runs past the end of the file without an EOI marker")
+            raise _broken("truncated: the compressed data runs past the end of the file without an EOI marker")
         following = data[found + 1]
         if following == 0x00:
             position = found + 2
@@ -380,7 +384,7 @@ def strip_jpeg_metadata(data: bytes, *, keep_icc_profile: bool = True) -> bytes:
     seen_scan = False
     while True:
         if position + 2 > len(data):
-            raise _broken("the file ends before its EOI marker")
+            raise _broken("truncated: the file ends before its EOI marker")
         if data[position] != 0xFF:
             raise _broken(f"{data[position]:#04x} at byte {position} where a marker was due")
         while position + 1 < len(data) and data[position + 1] == 0xFF:  # fill bytes
@@ -459,15 +463,27 @@ def _decoded(data: bytes) -> Image.Image | None:
 
 
 def _same_pixels(a: Image.Image, b: Image.Image) -> bool:
-    """Decoder output compared as decoded (same mode, same bytes): no conversion can hide a difference."""
-    return a.mode == b.mode and a.size == b.size and a.tobytes() == b.tobytes()
+    """Decoder output compared as decoded (same mode, every byte): no conversion can hide a difference."""
+    if a.mode != b.mode or a.size != b.size:
+        return False
+    if a.mode in ("L", "RGB", "CMYK"):  # in C, without copying both images out
+        return ImageChops.difference(a, b).getbbox(alpha_only=False) is None
+    return a.tobytes() == b.tobytes()
 
 
 def _keep_jpeg(data: bytes, image: Image.Image, *, keep_icc_profile: bool) -> CleanImage:
+    """`image` is opened and its header checked; the gate's decode of the upload, jpegtran's strict reading and
+    the decode of the stripped stream run side by side (Pillow and jpegtran leave the GIL), and all must pass."""
     stripped = strip_jpeg_metadata(data, keep_icc_profile=keep_icc_profile)
-    if jpegtran_available():
-        _check_entropy_data(stripped)
-    again = _decoded(stripped)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        strict = pool.submit(_check_entropy_data, stripped) if jpegtran_available() else None
+        decoded_again = pool.submit(_decoded, stripped)
+        try:
+            _load(image)
+        finally:
+            again = decoded_again.result()
+            if strict is not None:
+                strict.result()
     icc_profile = (image.info.get("icc_profile") or None) if keep_icc_profile else None
     if again is None or not _same_pixels(again, image):
         # Never seen on real photos; a stream whose pixels depend on a dropped segment keeps its decoded pixels.
