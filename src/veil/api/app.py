@@ -15,9 +15,11 @@ from veil.api import customvision, health
 from veil.api import veil as veil_routes
 from veil.api.deps import AuthGuard
 from veil.api.errors import install_error_handlers
+from veil.api.headers import SecurityHeaders
 from veil.api.lifespan import background_lifespan
 from veil.api.limits import BodyLimit
 from veil.api.metrics import install_metrics
+from veil.api.openapi import install_openapi
 from veil.services.context import AppContext
 from veil.web import mount_portal
 
@@ -49,6 +51,8 @@ def create_app(ctx: AppContext, background: bool = False) -> FastAPI:
     app.include_router(veil_routes.router)
     app.include_router(health.router)
     app.add_middleware(BodyLimit, settings=ctx.settings)
+    app.add_middleware(SecurityHeaders)
     install_metrics(app, ctx)
     mount_portal(app)
+    install_openapi(app)
     return app

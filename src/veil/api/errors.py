@@ -130,7 +130,9 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"no such route: {request.method} {request.url.path}"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
-        return error_response(exc.status_code, code, message)
+        response = error_response(exc.status_code, code, message)
+        response.headers.update(exc.headers or {})  # 405's Allow, for one
+        return response
 
     # Not `exception_handler(Exception)`: Starlette runs that handler and then re-raises, so uvicorn logs the
     # traceback a second time and closes the keep-alive connection. This middleware answers and stops there.
