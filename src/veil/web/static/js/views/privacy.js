@@ -139,6 +139,7 @@ function policyForm(project, policy, editable) {
       targets: [...chosen, ...detectorTargets],
       detector: policy.detector ?? null,
       method: method.value,
+      keep_icc_profile: policy.keep_icc_profile ?? true, // no control here yet: keep what the API set
       retention_days: Number(retention.value),
       store_predictions: storePredictions.checked,
       forget_images_after_training: forgetImages.checked,
