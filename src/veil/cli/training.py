@@ -68,7 +68,10 @@ def train_command(
     input_size: Annotated[int | None, typer.Option(help="Network input side, a multiple of 32.")] = None,
     backbone: Annotated[
         str | None,
-        typer.Option(help="lite0, lite1 or lite2 (default: lite2 for classification, lite0 for detection)."),
+        typer.Option(
+            help="lite0, lite1 or lite2; yolox-nano for detection (default: lite2 for classification, lite0 for "
+            "detection)."
+        ),
     ] = None,
     negative_tag: Annotated[str | None, typer.Option(help="Tag meaning 'none of the others'.")] = None,
     dataset_format: Annotated[str | None, typer.Option("--format", help="Force the dataset format.")] = None,

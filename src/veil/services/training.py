@@ -36,7 +36,7 @@ from veil.services.projects import get_project, is_detection, task_of
 from veil.services.vault import Vault
 from veil.store.models import Image, ImageTag, Iteration, Project, Region, Tag, new_id, utcnow
 from veil.store.records import COMPLETED, FAILED, TRAINING, IterationRecord, LabelRecord
-from veil.vision.variants import variant_named
+from veil.vision.variants import backbone_named
 
 if TYPE_CHECKING:
     pass
@@ -65,7 +65,7 @@ class TrainOptions:
     reserved_budget_in_hours: int = 0
     force_train: bool = False
     selected_tags: list[str] = field(default_factory=list)  # tag ids; empty: all
-    backbone: str | None = None  # Veil extension: efficientnet-lite0|1|2; None: the task's default
+    backbone: str | None = None  # Veil extension: efficientnet-lite0|1|2, yolox-nano (detection); None: default
     privacy: str | None = None  # Veil extension: "dp" = differentially private training; None: not private
     epsilon: float | None = None  # with privacy="dp": the ε to spend
     delta: str = "auto"  # with privacy="dp": a number below 1/N, or auto = 1/(10·N)
@@ -163,7 +163,7 @@ def start_training(ctx: AppContext, actor: Principal, project_id: str, options: 
     if options.training_type not in ("Regular", "Advanced"):
         raise InvalidInput(f"trainingType must be Regular or Advanced, not {options.training_type!r}")
     try:
-        backbone = variant_named(options.backbone).name if options.backbone else None
+        backbone = backbone_named(options.backbone) if options.backbone else None
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
     with ctx.db.session() as session:
@@ -182,6 +182,11 @@ def start_training(ctx: AppContext, actor: Principal, project_id: str, options: 
         except NotEnoughImagesPerTag as short:
             raise _forgotten_explained(session, project, short) from None
         privacy = privacy_request(options, task_of(project), len(items))
+        if backbone is not None:
+            try:
+                backbone_named(backbone, task_of(project))  # yolox-nano trains detection projects only
+            except ValueError as exc:
+                raise InvalidInput(str(exc)) from None
         fingerprint = _fingerprint(project, items, options)
         previous = session.scalars(
             select(Iteration)

@@ -52,7 +52,7 @@ from veil.vision.export import ModelCard, add_metadata, export_onnx, make_bundle
 from veil.vision.metrics import Evaluation, ImageResult, Performance, ScoredBox, performance
 from veil.vision.plots import pr_curve_png, training_curve_png
 from veil.vision.runtime import ExportedModel, ModelInfo, load_model
-from veil.vision.variants import DEFAULT_VARIANT, variant_named
+from veil.vision.variants import DEFAULT_VARIANT, backbone_named, variant_named
 
 __all__ = [
     "InvalidDataset",
@@ -91,7 +91,9 @@ class TrainRequest:
     seed: int = 0
     selected_tags: list[str] | None = None
     negative_tag: str | None = None
-    backbone: str | None = None  # efficientnet-lite0 | -lite1 | -lite2; None: the task's default (DEFAULT_BACKBONE)
+    backbone: str | None = (
+        None  # efficientnet-lite0|1|2, yolox-nano (detect); None: the task's default (DEFAULT_BACKBONE)
+    )
     input_size: int | None = None
     name: str = "veil-model"
     threads: int | None = None
@@ -166,7 +168,7 @@ def _has_negative(request: TrainRequest) -> bool:
 
 def _backbone(request: TrainRequest) -> str:
     """The backbone's full name: the request's, else the task's default."""
-    return variant_named(request.backbone or DEFAULT_BACKBONE.get(request.task, DEFAULT_VARIANT)).name
+    return backbone_named(request.backbone or DEFAULT_BACKBONE.get(request.task, DEFAULT_VARIANT), request.task)
 
 
 def _validate(request: TrainRequest, labels: list[str]) -> list[Sample]:
@@ -494,14 +496,17 @@ def _train_detection(
     """Below `DETECTION_KFOLD_BELOW` images: k-fold cross-validation, then the delivered model on every image;
     else one stratified holdout and the model trained without it is the one delivered."""
     size = request.input_size or 256
+    yolox = _backbone(request) == "yolox-nano"
     info = ModelInfo(
         task="detect",
         labels=labels,
         input_width=size,
         input_height=size,
         resize_mode="letterbox",
-        mean=MEAN,
-        std=STD,
+        # YOLOX was trained on BGR 0-255 pixels, not normalized
+        mean=(0.0, 0.0, 0.0) if yolox else MEAN,
+        std=(1.0, 1.0, 1.0) if yolox else STD,
+        channel_order="BGR" if yolox else "RGB",
         version=veil.__version__,
         default_threshold=0.3,
         nms_iou=0.5,
@@ -554,7 +559,11 @@ def _train_detection(
     evaluation = Evaluation("detect", plan.method, labels, results, request.negative_tag)
     settings = {
         "mode": "advanced" if request.advanced else "regular",
-        "method": f"{_backbone(request)} + FPN P3-P7 + FCOS head (flip, scale and colour jitter)",
+        "method": (
+            "COCO-pretrained YOLOX-Nano, new class head, SimOTA loss (flip, scale and colour jitter)"
+            if yolox
+            else f"{_backbone(request)} + FPN P3-P7 + FCOS head (flip, scale and colour jitter)"
+        ),
         "input_size": size,
         "seed": request.seed,
         "budget_minutes": round(budget / 60, 2),
@@ -584,6 +593,13 @@ def _fit_detector(
 ) -> tuple[bytes, detect.DetectionHistory]:
     """Train one detector on `items` for `seconds`; its exported ONNX graph (what gets scored and served)."""
     torch.manual_seed(request.seed + seed_offset)
+    if _backbone(request) == "yolox-nano":
+        from veil.vision import yolox
+
+        net = yolox.pretrained_yolox_nano(len(info.labels))
+        history = yolox.train_yolox(net, items, info, seconds, request.seed + seed_offset, on_fraction, should_cancel)
+        export = yolox.YoloxExport(net, info.input_height, info.input_width)
+        return export_onnx(export, info, ["boxes", "scores"]), history
     detector = detect.build_detector(pretrained_backbone(_backbone(request)), len(info.labels), info.input_width)
     history = detect.train_detector(
         detector, items, info, seconds, request.seed + seed_offset, on_fraction, should_cancel

@@ -72,3 +72,22 @@ def variant_named(name: str) -> Variant:
     if key not in VARIANTS:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(VARIANTS)}")
     return VARIANTS[key]
+
+
+# Detection may also start from a COCO-pretrained detector (veil.vision.yolox) instead of a classification backbone.
+DETECTOR_BACKBONES = ("yolox-nano",)
+
+
+def backbone_named(name: str, task: str | None = None) -> str:
+    """The full name of a backbone for `task` (None: any task): an EfficientNet-Lite size, or `yolox-nano`
+    (detection only). ValueError naming the choices otherwise."""
+    key = name.lower().replace("_", "-")
+    if key in DETECTOR_BACKBONES:
+        if task not in (None, "detect"):
+            raise ValueError(f"backbone {name!r} is a detector: it trains detection projects only")
+        return key
+    try:
+        return variant_named(name).name
+    except ValueError:
+        choices = [*VARIANTS, *DETECTOR_BACKBONES] if task in (None, "detect") else list(VARIANTS)
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(choices)}") from None

@@ -39,7 +39,11 @@ def train_project(
     forceTrain: bool = False,
     notificationEmailAddress: str | None = None,
     backbone: str | None = Query(
-        None, description="Veil extension: efficientnet-lite0, -lite1 or -lite2 (default: the task's choice)"
+        None,
+        description=(
+            "Veil extension: efficientnet-lite0, -lite1 or -lite2; yolox-nano (detection: COCO-pretrained "
+            "detector) (default: the task's choice)"
+        ),
     ),
     parameters: TrainingParametersIn | None = Body(None),
     privacy: str | None = Query(None, description="Veil extension: dp = differentially private training"),
