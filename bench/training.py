@@ -7,9 +7,14 @@
    but the last 50 by file name; mAP@0.5 on those 50, from the exported ONNX model.
 3. Prediction speed of the ants/bees classifier (and the people detector): single-image latency p50/p95 and batch
    throughput, onnxruntime vs eager PyTorch on the same weights, same process, same threads.
+4. Detection backbones, same run: `lite0` (EfficientNet-Lite0 + FPN + FCOS) vs `yolox-nano` (COCO-pretrained
+   YOLOX-Nano, fine-tuned) on Penn-Fudan (first N / last 50), plates (first N / last 40 by file name) and raccoons
+   (first N / last 10), N = `BENCH_DET_IMAGES` (default "15,30"), Regular training (`BENCH_DET_COMPARE_MINUTES`
+   overrides the 3-minute budget); mAP@0.5 on the fixed test images through the exported model, wall time.
 
     make bench BENCH=training          # or: python -m bench training
     BENCH_DET_MINUTES=2 python -m bench training   # shorter detection run
+    BENCH_ONLY=backbones BENCH_DET_COMPARE_MINUTES=1 BENCH_DET_IMAGES=30 python -m bench training
 """
 
 from __future__ import annotations
@@ -84,6 +89,66 @@ def detection_row(minutes: float) -> tuple[list[str], TrainResult]:
     return row, trained
 
 
+def _plates() -> list[Sample]:
+    """OpenALPR's EU set: `<name>.txt` = `file<TAB>x<TAB>y<TAB>w<TAB>h<TAB>text`, one plate per image, pixels."""
+    from PIL import Image
+
+    from veil.vision.data import LabeledBox
+
+    samples = []
+    for note in sorted((DATASETS / "plates-det" / "eu").glob("*.txt")):
+        name, x, y, w, h = note.read_text().strip().split("\t")[:5]
+        path = note.with_name(name)
+        with Image.open(path) as image:
+            width, height = image.size
+        box = LabeledBox("plate", int(x) / width, int(y) / height, int(w) / width, int(h) / height)
+        samples.append(Sample(name, lambda p=path: Image.open(p), ["plate"], [box]))
+    return samples
+
+
+def _detection_sets() -> dict[str, tuple[list[Sample], int]]:
+    """name → (samples sorted by key, how many of the last ones are the fixed test set)."""
+    people = load_dataset(DATASETS / "pedestrians-det" / "PennFudanPed", "pascal-v1")
+    raccoons = load_dataset(DATASETS / "raccoon", "voc")
+    return {
+        "Penn-Fudan": (sorted(people, key=lambda s: s.key), 50),
+        "plates": (sorted(_plates(), key=lambda s: s.key), 40),
+        "raccoon": (sorted(raccoons, key=lambda s: s.key), 10),
+    }
+
+
+def backbone_rows(counts: list[int], minutes: float | None) -> list[list[str]]:
+    """lite0 FCOS vs yolox-nano on every set and training size, one after the other in this process."""
+    rows = []
+    for name, (samples, tested) in _detection_sets().items():
+        test = samples[-tested:]
+        for count in counts:
+            train_set = samples[: min(count, len(samples) - tested)]
+            for backbone in ("efficientnet-lite0", "yolox-nano"):
+                request = TrainRequest(
+                    "detect",
+                    train_set + test,
+                    budget_minutes=minutes,
+                    seed=0,
+                    backbone=backbone,
+                    test_keys=[s.key for s in test],
+                    audit=False,
+                )
+                started = time.monotonic()
+                trained = train(request)
+                seconds = time.monotonic() - started
+                row = [
+                    f"{name}: {len(train_set)} train / {len(test)} test",
+                    backbone,
+                    f"{trained.performance.mean_average_precision:.3f}",
+                    f"{seconds:.0f} s",
+                    str(trained.settings.get("iterations", "")),
+                ]
+                console.print(" · ".join(row))
+                rows.append(row)
+    return rows
+
+
 def _percentiles(samples_ms: list[float]) -> tuple[float, float]:
     return float(np.percentile(samples_ms, 50)), float(np.percentile(samples_ms, 95))
 
@@ -143,8 +208,22 @@ def _eager_classifier(trained: TrainResult) -> torch.nn.Module:
     return network
 
 
+def backbones_table() -> None:
+    counts = [int(n) for n in os.environ.get("BENCH_DET_IMAGES", "15,30").split(",")]
+    override = os.environ.get("BENCH_DET_COMPARE_MINUTES")
+    table = Table(title="Detection backbones, Regular training, same run (machine shared with other engineers)")
+    for column in ("set", "backbone", "mAP@0.5 (fixed test)", "wall time", "iterations"):
+        table.add_column(column)
+    for row in backbone_rows(counts, float(override) if override else None):
+        table.add_row(*row)
+    console.print(table)
+
+
 def main() -> None:
     torch.set_num_threads(os.cpu_count() or 2)
+    if os.environ.get("BENCH_ONLY") == "backbones":
+        backbones_table()
+        return
     minutes = float(os.environ.get("BENCH_DET_MINUTES", "10"))
     accuracy = Table(title="Training: held-out quality and wall time (Regular classification; Advanced detection)")
     for column in ("run", "result", "wall time", "evaluation", "peer (published)"):
@@ -164,6 +243,7 @@ def main() -> None:
         row, _ = detection_row(minutes)
         accuracy.add_row(*row)
         console.print(accuracy)
+    backbones_table()
     console.print("command: make bench BENCH=training  (python -m bench training; BENCH_DET_MINUTES sets the budget)")
 
 
