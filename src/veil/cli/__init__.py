@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 # Order is the order of `veil --help`.
-_COMMAND_MODULES = ("server", "keys", "admin", "backup", "training", "anonymize", "edge", "models")
+_COMMAND_MODULES = ("server", "keys", "admin", "backup", "training", "migrate", "anonymize", "edge", "models")
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"veil.cli.{_name}").register(app)

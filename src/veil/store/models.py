@@ -312,3 +312,19 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime] = mapped_column()
+
+
+class MigratedItem(Base):
+    """What `veil migrate` brought over: a source resource (project, tag or image of a Custom Vision endpoint)
+    and the Veil row it became, so a re-run skips it. Goes with the project (deleting it forgets the links)."""
+
+    __tablename__ = "migrated_items"
+    __table_args__ = (UniqueConstraint("source", "kind", "source_id", name="uq_migrated_items_source"),)
+
+    id: Mapped[str] = _id_column()
+    source: Mapped[str] = mapped_column(String(512))  # the source endpoint, normalized
+    kind: Mapped[str] = mapped_column(String(16))  # project | tag | image
+    source_id: Mapped[str] = mapped_column(String(64))
+    target_id: Mapped[str] = mapped_column(String(36))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
