@@ -102,7 +102,10 @@ class Tag(Base):
 
 class Image(Base):
     __tablename__ = "images"
-    __table_args__ = (Index("ix_images_project_created", "project_id", "created"),)
+    __table_args__ = (
+        Index("ix_images_project_created", "project_id", "created"),
+        Index("ix_images_project_digest", "project_id", "content_digest"),
+    )
 
     id: Mapped[str] = _id_column()
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -115,6 +118,10 @@ class Image(Base):
     created: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)  # user key/values + ingest facts
+    # HMAC of the uploaded bytes under a key derived from the project's DEK: finds a re-upload of the same file
+    # (Custom Vision's OKDuplicate) without letting anyone test a known photo against the store, and is
+    # meaningless once the project's key is shredded.
+    content_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     # Eager: an image is never shown without its tags and regions, and rows outlive their session in the API.
     tag_links: Mapped[list[ImageTag]] = relationship(
@@ -327,4 +334,17 @@ class MigratedItem(Base):
     source_id: Mapped[str] = mapped_column(String(64))
     target_id: Mapped[str] = mapped_column(String(36))
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Suggestion(Base):
+    """The smart labeler's prediction of an iteration for an untagged image (Custom Vision's suggested tags and
+    regions), kept so ranking and counting do not run the model again. Goes with the image or the iteration."""
+
+    __tablename__ = "suggestions"
+
+    iteration_id: Mapped[str] = mapped_column(ForeignKey("iterations.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True)
+    predictions: Mapped[list[Any]] = mapped_column(default=list)  # [{tagId, tagName, probability, boundingBox?}]
+    uncertainty: Mapped[float] = mapped_column(Float, default=0.0)
     created: Mapped[datetime] = mapped_column(default=utcnow)

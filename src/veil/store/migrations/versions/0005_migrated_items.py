@@ -1,4 +1,4 @@
-"""What `veil migrate` brought over from a Custom Vision endpoint (so a re-run skips it).
+"""What `veil migrate` brought over (so a re-run skips it), image digests (OKDuplicate), smart-labeler suggestions.
 
 Revision ID: 0005
 Revises: 0004
@@ -31,9 +31,31 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("migrated_items", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_migrated_items_project_id"), ["project_id"], unique=False)
+    with op.batch_alter_table("images", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("content_digest", sa.String(length=64), nullable=True))
+        batch_op.create_index("ix_images_project_digest", ["project_id", "content_digest"], unique=False)
+    op.create_table(
+        "suggestions",
+        sa.Column("iteration_id", sa.String(length=36), nullable=False),
+        sa.Column("image_id", sa.String(length=36), nullable=False),
+        sa.Column("predictions", sa.JSON(), nullable=False),
+        sa.Column("uncertainty", sa.Float(), nullable=False),
+        sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["image_id"], ["images.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["iteration_id"], ["iterations.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("iteration_id", "image_id"),
+    )
+    with op.batch_alter_table("suggestions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_suggestions_image_id"), ["image_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("suggestions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_suggestions_image_id"))
+    op.drop_table("suggestions")
+    with op.batch_alter_table("images", schema=None) as batch_op:
+        batch_op.drop_index("ix_images_project_digest")
+        batch_op.drop_column("content_digest")
     with op.batch_alter_table("migrated_items", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_migrated_items_project_id"))
     op.drop_table("migrated_items")
