@@ -19,6 +19,7 @@ BENCHMARKS: list[str] = [
     "scale",
     "privacy-training",
     "exports",
+    "suggestions",
 ]
 
 
