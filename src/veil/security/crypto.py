@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -86,6 +86,17 @@ def seal(dek: bytes, project_id: str, blob_id: str, plaintext: bytes) -> bytes:
     nonce = os.urandom(NONCE_BYTES)
     ciphertext = AESGCM(dek).encrypt(nonce, plaintext, _blob_aad(project_id, blob_id))
     return bytes([BLOB_VERSION]) + nonce + ciphertext
+
+
+def content_digest(dek: bytes, data: bytes) -> str:
+    """HMAC-SHA256 of `data` under a key derived from the project's DEK (HKDF): equal for equal bytes within a
+    project, so re-uploads are found, yet useless without the key — nobody can test a known photo against the
+    store, and shredding the DEK makes the digests meaningless too."""
+    check_key(dek)
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"veil content digest v1").derive(dek)
+    mac = hmac.HMAC(key, hashes.SHA256())
+    mac.update(data)
+    return mac.finalize().hex()
 
 
 def open_(dek: bytes, project_id: str, blob_id: str, sealed: bytes) -> bytes:

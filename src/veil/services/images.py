@@ -19,6 +19,7 @@ from veil.images.ingest import ImageRejected, thumbnail
 from veil.privacy.policy import PrivacyPolicy
 from veil.security import audit
 from veil.security.auth import Principal
+from veil.security.crypto import content_digest
 from veil.services.context import AppContext
 from veil.services.errors import InvalidInput, NotFound
 from veil.services.ingest import (
@@ -40,6 +41,13 @@ from veil.store.models import Image, ImageTag, Prediction, Project, Region, Tag,
 MAX_TAGS_PER_IMAGE = 20
 MAX_TAKE = 256
 MAX_SKIP = 2**63 - 1  # SQL OFFSET is a signed 64-bit integer (SQLite, PostgreSQL)
+ACCEPTED = ("OK", "OKDuplicate")
+# Custom Vision's per-image status for an entry whose labels are refused (the others of the batch are kept).
+LABEL_STATUSES = {
+    "BadRequestNegativeAndRegularTagOnSameImage": "ErrorNegativeAndRegularTagOnSameImage",
+    "BadRequestInvalidIds": "ErrorInvalidTag",
+    "BadRequestExceedTagPerImageLimit": "ErrorTagLimitExceed",
+}
 TaggingStatus = Literal["All", "Tagged", "Untagged"]
 
 
@@ -58,7 +66,7 @@ class RegionIn:
         if not inside or self.left + self.width > 1.0001 or self.top + self.height > 1.0001:
             raise InvalidInput(
                 f"region {self} must lie inside the image (normalized 0..1, positive size)",
-                code="BadRequestRegionInvalid",
+                code="BadRequestImageRegions",
             )
 
 
@@ -85,25 +93,40 @@ class BatchOutcome:
 
     @property
     def all_ok(self) -> bool:
-        return all(r.status == "OK" for r in self.results)
+        """Nothing refused: every image stored, or already there (OKDuplicate, as Custom Vision counts it)."""
+        return all(r.status in ACCEPTED for r in self.results)
 
     @property
     def any_ok(self) -> bool:
-        return any(r.status == "OK" for r in self.results)
+        return any(r.status in ACCEPTED for r in self.results)
 
 
 def add_images(
     ctx: AppContext, actor: Principal, project_id: str, uploads: Sequence[Upload], tag_ids: Sequence[str] = ()
 ) -> BatchOutcome:
-    """Ingest a batch; each image gets `OK` or a refusal status and its reason. Nothing raw is stored."""
+    """Ingest a batch; each image gets `OK`, `OKDuplicate` (the same bytes are already in the project: nothing
+    stored, the existing image returned) or a refusal status and its reason. Nothing raw is stored."""
     _check_batch_size(ctx, len(uploads))
     with ctx.db.session() as session:
         project = get_project(session, project_id)
-        for upload in uploads:
-            _check_labels(session, project, [*tag_ids, *upload.tag_ids], upload.regions)
+        resolve_tags(session, project.id, list(tag_ids))  # the batch's own tagIds: a wrong one is the request's
+        refused = [_label_refusal(session, project, [*tag_ids, *u.tag_ids], u) for u in uploads]
         ingest = ingest_policy(ctx, session, project)
-        Vault(ctx).dek(project)  # fail early when the project's key is gone
-    kept: list[_Kept | UploadOutcome] = [_keep(ctx, project, ingest, u) for u in uploads]
+        dek = Vault(ctx).dek(project)  # fails early when the project's key is gone
+        digests = [content_digest(dek, u.data) for u in uploads]
+        stored = _images_by_digest(session, project.id, digests)
+    kept: list[_Kept | _SameAsEarlier | UploadOutcome] = []
+    seen: set[str] = set()
+    for upload, digest, refusal in zip(uploads, digests, refused, strict=True):
+        if refusal is not None:
+            kept.append(refusal)
+        elif digest in stored:
+            kept.append(_duplicate(upload, stored[digest]))
+        elif digest in seen:
+            kept.append(_SameAsEarlier(upload, digest))
+        else:
+            seen.add(digest)
+            kept.append(_keep(ctx, project, ingest, upload, digest))
     return _commit_batch(ctx, actor, project_id, kept, list(tag_ids))
 
 
@@ -149,10 +172,19 @@ def _check_batch_size(ctx: AppContext, count: int) -> None:
         )
 
 
+def _label_refusal(session: Session, project: Project, tag_ids: list[str], upload: Upload) -> UploadOutcome | None:
+    """The entry's per-image status when its tags or regions are refused (Custom Vision keeps the rest)."""
+    try:
+        _check_labels(session, project, tag_ids, upload.regions)
+    except InvalidInput as refused:
+        return UploadOutcome(upload.source_name, LABEL_STATUSES.get(refused.code, "ErrorUnknown"), refused.message)
+    return None
+
+
 def _check_labels(session: Session, project: Project, tag_ids: list[str], regions: Sequence[RegionIn]) -> None:
     all_ids = [*tag_ids, *(r.tag_id for r in regions)]
     if len(set(all_ids)) > MAX_TAGS_PER_IMAGE:
-        raise InvalidInput(f"at most {MAX_TAGS_PER_IMAGE} tags per image", code="BadRequestTagLimitExceed")
+        raise InvalidInput(f"at most {MAX_TAGS_PER_IMAGE} tags per image", code="BadRequestExceedTagPerImageLimit")
     resolve_tags(session, project.id, all_ids)
     for region in regions:
         region.check()
@@ -163,12 +195,32 @@ class _Kept:
     upload: Upload
     image: KeptImage
     image_id: str  # chosen before the blob is sealed: the blob's key row names it as its owner
+    digest: str
 
 
-def _keep(ctx: AppContext, project: Project, ingest: IngestPolicy, upload: Upload) -> _Kept | UploadOutcome:
+@dataclass(frozen=True)
+class _SameAsEarlier:
+    """A second copy of an image earlier in the same batch: answered OKDuplicate with that image."""
+
+    upload: Upload
+    digest: str
+
+
+def _images_by_digest(session: Session, project_id: str, digests: Sequence[str]) -> dict[str, Image]:
+    query = select(Image).where(Image.project_id == project_id, Image.content_digest.in_(list(set(digests))))
+    return {image.content_digest or "": image for image in session.scalars(query)}
+
+
+def _duplicate(upload: Upload, image: Image) -> UploadOutcome:
+    return UploadOutcome(upload.source_name, "OKDuplicate", "the same image is already in the project", image)
+
+
+def _keep(
+    ctx: AppContext, project: Project, ingest: IngestPolicy, upload: Upload, digest: str
+) -> _Kept | UploadOutcome:
     try:
         image_id = new_id()
-        return _Kept(upload, keep_image(ctx, project, ingest, upload.data, owner_id=image_id), image_id)
+        return _Kept(upload, keep_image(ctx, project, ingest, upload.data, owner_id=image_id), image_id, digest)
     except ImageRejected as rejected:
         return UploadOutcome(upload.source_name, rejected.status.value, rejected.reason)
     except PolicyNotApplicable as refused:
@@ -179,28 +231,37 @@ def _commit_batch(
     ctx: AppContext,
     actor: Principal,
     project_id: str,
-    kept: list[_Kept | UploadOutcome],
+    kept: list[_Kept | _SameAsEarlier | UploadOutcome],
     tag_ids: list[str],
 ) -> BatchOutcome:
     results: list[UploadOutcome] = []
     with ctx.db.session() as session:
         project = get_project(session, project_id)
         policy = privacy_policy(project)
+        # Stored meanwhile by a concurrent upload of the same bytes: that copy wins, this blob goes.
+        racing = _images_by_digest(session, project_id, [k.digest for k in kept if isinstance(k, _Kept)])
+        created: dict[str, Image] = {}
         for item in kept:
             if isinstance(item, UploadOutcome):
                 results.append(item)
-                continue
-            image = _image_row(session, project, policy, item, tag_ids)
-            results.append(UploadOutcome(item.upload.source_name, "OK", image=image))
-        created = [r.image.id for r in results if r.image is not None]
-        refused = len(results) - len(created)
-        if created:
-            audit.record(session, actor, "images.create", [project_id, *created])
+            elif isinstance(item, _SameAsEarlier):
+                results.append(_duplicate(item.upload, created[item.digest]))
+            elif item.digest in racing:
+                Vault(ctx).delete(project, item.image.blob_id)
+                results.append(_duplicate(item.upload, racing[item.digest]))
+            else:
+                created[item.digest] = _image_row(session, project, policy, item, tag_ids)
+                results.append(UploadOutcome(item.upload.source_name, "OK", image=created[item.digest]))
+        new_ids = [image.id for image in created.values()]
+        refused = sum(1 for r in results if r.status not in ACCEPTED)
+        if new_ids:
+            audit.record(session, actor, "images.create", [project_id, *new_ids])
         if refused:
             audit.record(session, actor, "images.create", [project_id], f"refused:{refused}")
         session.flush()
-        for image in (r.image for r in results if r.image is not None):
-            session.refresh(image, attribute_names=["tag_links", "regions"])
+        for image in {id(r.image): r.image for r in results if r.image is not None}.values():
+            if image in session:  # an OKDuplicate found before this session is already loaded
+                session.refresh(image, attribute_names=["tag_links", "regions"])
     return BatchOutcome(results)
 
 
@@ -215,6 +276,7 @@ def _image_row(session: Session, project: Project, policy: PrivacyPolicy, item: 
     meta = {**item.upload.metadata, **(anonymization_facts(policy) if kept.anonymized else {})}
     image = Image(
         id=item.image_id,
+        content_digest=item.digest,
         project_id=project.id,
         blob_id=kept.blob_id,
         content_type=kept.content_type,

@@ -117,14 +117,19 @@ def arrived_counts(ctx: AppContext, endpoint: str, target_id: str) -> Counts:
         linked = select(MigratedItem.target_id).where(
             MigratedItem.source == endpoint, MigratedItem.project_id == target_id, MigratedItem.kind == IMAGE
         )
-        images = session.scalar(select(func.count()).select_from(Image).where(Image.id.in_(linked))) or 0
+        images = session.scalar(
+            select(func.count())
+            .select_from(MigratedItem)
+            .join(Image, Image.id == MigratedItem.target_id)
+            .where(MigratedItem.source == endpoint, MigratedItem.project_id == target_id, MigratedItem.kind == IMAGE)
+        )
         regions = session.scalar(select(func.count()).select_from(Region).where(Region.image_id.in_(linked))) or 0
         tags = session.scalar(
             select(func.count())
             .select_from(MigratedItem)
             .where(MigratedItem.source == endpoint, MigratedItem.project_id == target_id, MigratedItem.kind == TAG)
         )
-    return Counts(int(tags or 0), int(images), int(regions))
+    return Counts(int(tags or 0), int(images or 0), int(regions))
 
 
 def _ensure_project(ctx: AppContext, actor: Principal, endpoint: str, src: SourceProject) -> str:
