@@ -5,6 +5,7 @@ import { confirmDialog, emptyState, errorBox, fill, h, spinner, toast } from "..
 import { boxFrame } from "../boxes.js";
 import { ThumbnailLoader } from "../thumbnails.js";
 import { openRegionEditor } from "./regions.js";
+import { SuggestedView } from "./suggested.js";
 import { Uploader } from "./upload.js";
 import { openViewer } from "./viewer.js";
 
@@ -15,7 +16,7 @@ export async function render(el, page, project) {
   const state = {
     tags: [],
     filterTags: new Set(),
-    status: "All", // All | Tagged | Untagged
+    status: "All", // All | Tagged | Untagged | Suggested (untagged images with the smart labeler's suggestions)
     skip: 0,
     selected: new Map(), // image id → image, on the current page only
     pageImages: [], // the images on screen, in order (the viewer steps through them)
@@ -24,13 +25,15 @@ export async function render(el, page, project) {
   const tagPanel = h("aside", { class: "sidebar card", "aria-label": "Tags" });
   const gridHead = h("div", { class: "grid-head" });
   const selectionBar = h("div", { class: "selection-bar", id: "selection-bar", hidden: true });
+  const suggestBar = h("div", { class: "suggest-bar", id: "suggest-bar", hidden: true });
   const grid = h("div", { class: "image-grid", id: "image-grid" });
   const pager = h("div", { class: "pager" });
   const uploader = me.can("images.write") ? new Uploader(project, () => reloadAfterLabelling()) : null;
-  fill(el, h("div", { class: "with-sidebar" }, tagPanel, h("div", { class: "main-col" }, uploader && uploader.panel, gridHead, selectionBar, grid, pager)));
+  fill(el, h("div", { class: "with-sidebar" }, tagPanel, h("div", { class: "main-col" }, uploader && uploader.panel, gridHead, suggestBar, selectionBar, grid, pager)));
 
   const thumbnails = new ThumbnailLoader(page);
   page.onLeave(() => thumbnails.stop());
+  const suggested = new SuggestedView(project, thumbnails, { toolbar: suggestBar, grid, pager, selectionBar }, () => reloadAfterLabelling());
 
   async function reloadTags() {
     try {
@@ -192,6 +195,7 @@ export async function render(el, page, project) {
         option("All", `All (${counts.all})`),
         option("Tagged", `Tagged (${counts.tagged})`),
         option("Untagged", `Untagged (${counts.untagged})`),
+        me.can("images.write") && counts.untagged ? option("Suggested", "Suggested") : null,
       ),
       state.filterTags.size
         ? h(
@@ -215,6 +219,8 @@ export async function render(el, page, project) {
     renderSelectionBar();
     fill(grid, spinner("Loading images…"));
     const tagIds = [...state.filterTags];
+    suggestBar.hidden = state.status !== "Suggested";
+    if (state.status === "Suggested") return reloadSuggested(mine, tagIds);
     // The page of images is drawn as soon as it arrives (thumbnails start at once); counts follow.
     const list = get(tr`projects/${project.id}/images`, {
       query: { taggingStatus: state.status, tagIds, take: PAGE_SIZE, skip: state.skip, orderBy: "Newest" },
@@ -239,6 +245,18 @@ export async function render(el, page, project) {
     } catch (err) {
       if (mine === loadNo) fill(grid, errorBox(err));
     }
+  }
+
+  /** The Suggested view: untagged images with the latest iteration's suggestions (suggested.js). */
+  async function reloadSuggested(mine, tagIds) {
+    const untagged = await get(tr`projects/${project.id}/images/count`, { query: { taggingStatus: "Untagged" } }).catch(() => 0);
+    if (!page.alive || mine !== loadNo) return;
+    const [all, tagged] = await Promise.all([
+      get(tr`projects/${project.id}/images/count`, { query: { tagIds } }),
+      get(tr`projects/${project.id}/images/count`, { query: { taggingStatus: "Tagged", tagIds } }),
+    ]).catch(() => [0, 0]);
+    renderGridHead({ all, tagged, untagged });
+    await suggested.load(tagIds, state.tags);
   }
 
   function imageTile(image) {

@@ -1,7 +1,8 @@
 // The box editor for object-detection images: draw a box with the mouse to add a region with the chosen
-// tag, remove a region from the list. Every change is saved at once through Custom Vision's region routes.
+// tag, remove a region from the list, or ask for region proposals (the project's detector, else a generic
+// objectness model) and add one with a click. Every change is saved at once through Custom Vision's routes.
 import { del, post, request, tr } from "../api.js";
-import { errorBox, fill, h, spinner, toast } from "../dom.js";
+import { errorBox, fill, h, percent, spinner, toast } from "../dom.js";
 
 const MIN_SIDE = 0.01; // boxes thinner than 1 % of the image are accidental clicks
 const MAX_CANVAS = 820;
@@ -14,11 +15,14 @@ export function openRegionEditor(project, image, tags) {
     let regions = [...(image.regions || [])];
     let bitmap = null;
     let drag = null; // {x0, y0, x1, y1} normalized, while drawing
+    let proposals = []; // [{confidence, boundingBox}] offered by the server, not yet added
 
     const colourOf = (tagId) => PALETTE[Math.max(0, tags.findIndex((t) => t.id === tagId)) % PALETTE.length];
     const canvas = h("canvas", { class: "region-canvas", id: "region-canvas" });
     const tagSelect = h("select", { id: "region-tag", "aria-label": "Tag for new boxes" }, tags.map((t) => h("option", { value: t.id }, t.name)));
     const list = h("ul", { class: "region-list", id: "region-list" });
+    const proposalList = h("ul", { class: "region-list", id: "proposal-list" });
+    const proposeButton = h("button", { class: "small", id: "propose-boxes", type: "button", onclick: () => propose() }, "Propose boxes");
     const message = h("div");
     const stage = h("div", { class: "region-stage" }, spinner("Loading image…"));
     const dialog = h(
@@ -31,9 +35,10 @@ export function openRegionEditor(project, image, tags) {
         h("form", { method: "dialog" }, h("button", { class: "ghost", value: "close" }, "Done")),
       ),
       tags.length
-        ? h("p", { class: "muted small" }, "Drag on the image to draw a box for ", tagSelect, ". Boxes are saved as you draw them.")
+        ? h("p", { class: "muted small" }, "Drag on the image to draw a box for ", tagSelect, ", or ", proposeButton,
+            " and click one (dashed) to add it. Boxes are saved as you draw them.")
         : errorBox({ message: "Create a tag first (left panel); each box needs one." }),
-      h("div", { class: "region-body" }, stage, h("div", { class: "region-side" }, h("strong", {}, "Regions"), list, message)),
+      h("div", { class: "region-body" }, stage, h("div", { class: "region-side" }, h("strong", {}, "Regions"), list, proposalList, message)),
     );
 
     function toNormalized(event) {
@@ -51,6 +56,9 @@ export function openRegionEditor(project, image, tags) {
       ctx.lineWidth = 2;
       ctx.font = "13px system-ui, sans-serif";
       for (const r of regions) box(ctx, r.left, r.top, r.width, r.height, colourOf(r.tagId), r.tagName);
+      ctx.setLineDash([4, 4]);
+      for (const p of proposals) box(ctx, p.boundingBox.left, p.boundingBox.top, p.boundingBox.width, p.boundingBox.height, "#f59e0b", null);
+      ctx.setLineDash([]);
       if (drag) {
         const { left, top, width, height } = dragBox(drag);
         ctx.setLineDash([6, 4]);
@@ -88,6 +96,51 @@ export function openRegionEditor(project, image, tags) {
             )
           : h("li", { class: "muted small" }, "No boxes yet."),
       );
+    }
+
+    function renderProposals() {
+      fill(
+        proposalList,
+        proposals.length ? h("li", { class: "muted small" }, "Proposed (dashed):") : null,
+        proposals.map((p, index) =>
+          h(
+            "li",
+            { dataset: { proposal: String(index) } },
+            h("span", { class: "muted small" }, `${percent(p.confidence, 0)} · ${Math.round(p.boundingBox.width * 100)}×${Math.round(p.boundingBox.height * 100)}%`),
+            h("button", { class: "small", "aria-label": "Add this proposed box", onclick: () => acceptProposal(p) }, "Add"),
+          ),
+        ),
+      );
+    }
+
+    async function propose() {
+      proposeButton.disabled = true;
+      try {
+        const found = await post(tr`projects/${project.id}/images/${image.id}/regionproposals`);
+        // Boxes already labelled are not proposed again.
+        proposals = found.proposals.filter((p) => !regions.some((r) => overlap(r, p.boundingBox) >= 0.7));
+        if (!proposals.length) toast("No more boxes to propose for this image.", "info");
+      } catch (err) {
+        fill(message, errorBox(err));
+      }
+      proposeButton.disabled = false;
+      renderProposals();
+      draw();
+    }
+
+    async function acceptProposal(proposal) {
+      proposals = proposals.filter((p) => p !== proposal);
+      renderProposals();
+      const { left, top, width, height } = proposal.boundingBox;
+      await addRegion({ left, top, width, height });
+    }
+
+    /** The smallest proposal under a click (a click, not a drag, on the image). */
+    function proposalAt(x, y) {
+      const inside = proposals.filter((p) => x >= p.boundingBox.left && x <= p.boundingBox.left + p.boundingBox.width
+        && y >= p.boundingBox.top && y <= p.boundingBox.top + p.boundingBox.height);
+      inside.sort((a, b) => a.boundingBox.width * a.boundingBox.height - b.boundingBox.width * b.boundingBox.height);
+      return inside[0] || null;
     }
 
     async function addRegion(rect) {
@@ -135,9 +188,11 @@ export function openRegionEditor(project, image, tags) {
       canvas.addEventListener("pointerup", () => {
         if (!drag) return;
         const rect = dragBox(drag);
+        const clicked = proposalAt(drag.x0, drag.y0);
         drag = null;
         draw();
         if (rect.width >= MIN_SIDE && rect.height >= MIN_SIDE) addRegion(rect);
+        else if (clicked) acceptProposal(clicked);
       });
     }
 
@@ -162,6 +217,13 @@ export function openRegionEditor(project, image, tags) {
       })
       .catch((err) => fill(stage, errorBox(err)));
   });
+}
+
+function overlap(a, b) {
+  const x = Math.max(0, Math.min(a.left + a.width, b.left + b.width) - Math.max(a.left, b.left));
+  const y = Math.max(0, Math.min(a.top + a.height, b.top + b.height) - Math.max(a.top, b.top));
+  const inter = x * y;
+  return inter / (a.width * a.height + b.width * b.height - inter);
 }
 
 function dragBox({ x0, y0, x1, y1 }) {
