@@ -65,6 +65,7 @@ class SuggestionQuery:
 class SuggestionPage:
     results: list[SuggestedImage]
     query: SuggestionQuery  # the token for the next page (continuation None: no more)
+    domain_id: str | None = None  # the iteration's domain (Custom Vision reports it with each result)
 
 
 def uncertainty(predictions: Sequence[PredictedTag], detection: bool, multilabel: bool) -> float:
@@ -133,7 +134,7 @@ def query(ctx: AppContext, project_id: str, iteration_id: str | None, request: S
         max_count=take,
         sort_by=request.sort_by,
     )
-    return SuggestionPage(page, token)
+    return SuggestionPage(page, token, iteration.domain_id)
 
 
 def count(
