@@ -200,7 +200,7 @@ def test_training_too_few_images_names_the_tag(page: Page, veil_server: Server, 
         expect(page.locator("#readiness")).to_contain_text("ants: 2 image(s), 3 more needed")
         page.locator("#train-button").click()
         error = page.locator(".train-form .alert-error")
-        expect(error).to_contain_text("BadRequestNotEnoughImagesPerTag")
+        expect(error).to_contain_text("BadRequestMultiClassClassificationTrainingValidationFailed")
         expect(error).to_contain_text("ants")
         assert api.client.get(f"/projects/{project_id}/iterations").json() == []
     finally:

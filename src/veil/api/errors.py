@@ -1,6 +1,8 @@
 """Every error leaves the API as Custom Vision's `{"code": ..., "message": ...}` body, never a stack trace.
 
-Service, auth and crypto exceptions are translated here, so routes stay free of try/except.
+Service, auth and crypto exceptions are translated here, so routes stay free of try/except. On a Custom Vision
+route (`/customvision/...`) the code is always one of the SDK's `CustomVisionErrorCodes` (api/wire/errors.py):
+a lower layer's Veil-only code becomes the enum's code for its status; `/veil/v1` keeps Veil's own codes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from veil.api.wire.errors import custom_vision_code
 from veil.security.audit import AuditTampered
 from veil.security.auth import Forbidden, Throttled, Unauthenticated
 from veil.security.crypto import IntegrityError, KeyShredded, MasterKeyError
@@ -22,6 +25,7 @@ from veil.services.errors import Conflict, InvalidInput, NotFound, ServiceError,
 from veil.store.blobs import BlobStoreError, BlobStoreFull
 
 log = logging.getLogger("veil.api")
+CUSTOM_VISION_PREFIX = "/customvision/"
 
 
 class ApiError(Exception):
@@ -32,7 +36,14 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.extra = status, code, message, extra or {}
 
 
-def error_response(status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> JSONResponse:
+def error_response(
+    where: Request | str, status: int, code: str, message: str, extra: dict[str, Any] | None = None
+) -> JSONResponse:
+    """The `{code, message}` answer; `where` (the request or its path) decides whether the code must be one of
+    Custom Vision's."""
+    path = where if isinstance(where, str) else where.url.path
+    if path.startswith(CUSTOM_VISION_PREFIX):
+        code = custom_vision_code(status, code)
     return JSONResponse(status_code=status, content={"code": code, "message": message, **(extra or {})})
 
 
@@ -64,17 +75,19 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.extra)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(request, exc.status, exc.code, exc.message, exc.extra)
 
     @app.exception_handler(ServiceError)
-    async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+    async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
         status = next((s for cls, s in _SERVICE_STATUS.items() if isinstance(exc, cls)), 400)
-        return error_response(status, exc.code, exc.message)
+        return error_response(request, status, exc.code, exc.message)
 
     @app.exception_handler(Unauthenticated)
-    async def _unauthenticated(_request: Request, exc: Unauthenticated) -> JSONResponse:
-        return error_response(401, "Unauthorized", f"{exc}; send a valid key in the Training-Key/Prediction-Key header")
+    async def _unauthenticated(request: Request, exc: Unauthenticated) -> JSONResponse:
+        return error_response(
+            request, 401, "Unauthorized", f"{exc}; send a valid key in the Training-Key/Prediction-Key header"
+        )
 
     @app.exception_handler(Throttled)
     async def _throttled(_request: Request, exc: Throttled) -> JSONResponse:
@@ -83,44 +96,44 @@ def install_error_handlers(app: FastAPI) -> None:
         return response
 
     @app.exception_handler(Forbidden)
-    async def _forbidden(_request: Request, exc: Forbidden) -> JSONResponse:
-        return error_response(403, "Forbidden", str(exc))
+    async def _forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+        return error_response(request, 403, "Forbidden", str(exc))
 
     @app.exception_handler(IntegrityError)
-    async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:
+    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
         log.error("integrity check failed: %s", exc)
-        return error_response(500, "StorageIntegrityError", f"stored data failed its integrity check: {exc}")
+        return error_response(request, 500, "StorageIntegrityError", f"stored data failed its integrity check: {exc}")
 
     @app.exception_handler(BlobStoreFull)
-    async def _storage_full(_request: Request, exc: BlobStoreFull) -> JSONResponse:
+    async def _storage_full(request: Request, exc: BlobStoreFull) -> JSONResponse:
         log.error("blob store full: %s", exc)
-        return error_response(507, "StorageFull", "the blob store is out of space; nothing was stored")
+        return error_response(request, 507, "StorageFull", "the blob store is out of space; nothing was stored")
 
     @app.exception_handler(BlobStoreError)
-    async def _storage_unavailable(_request: Request, exc: BlobStoreError) -> JSONResponse:
+    async def _storage_unavailable(request: Request, exc: BlobStoreError) -> JSONResponse:
         log.error("blob store: %s", exc)  # the detail (endpoint, bucket) stays in the server log
-        response = error_response(503, "StorageUnavailable", "the blob store is unavailable; retry later")
+        response = error_response(request, 503, "StorageUnavailable", "the blob store is unavailable; retry later")
         response.headers["Retry-After"] = "30"
         return response
 
     @app.exception_handler(KeyShredded)
-    async def _shredded(_request: Request, exc: KeyShredded) -> JSONResponse:
+    async def _shredded(request: Request, exc: KeyShredded) -> JSONResponse:
         # Deleted between the lookup and the read (its key went with its row): gone, not broken.
-        return error_response(404, "NotFound", str(exc))
+        return error_response(request, 404, "NotFound", str(exc))
 
     @app.exception_handler(MasterKeyError)
-    async def _master_key(_request: Request, exc: MasterKeyError) -> JSONResponse:
+    async def _master_key(request: Request, exc: MasterKeyError) -> JSONResponse:
         log.error("master key problem: %s", exc)
-        return error_response(500, "MasterKeyUnavailable", str(exc))
+        return error_response(request, 500, "MasterKeyUnavailable", str(exc))
 
     @app.exception_handler(AuditTampered)
-    async def _audit_tampered(_request: Request, exc: AuditTampered) -> JSONResponse:
+    async def _audit_tampered(request: Request, exc: AuditTampered) -> JSONResponse:
         log.error("audit log: %s", exc)
-        return error_response(500, "AuditLogTampered", str(exc))
+        return error_response(request, 500, "AuditLogTampered", str(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, "BadRequest", _validation_message(exc))
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(request, 400, "BadRequest", _validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -130,7 +143,7 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"no such route: {request.method} {request.url.path}"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
-        response = error_response(exc.status_code, code, message)
+        response = error_response(request, exc.status_code, code, message)
         response.headers.update(exc.headers or {})  # 405's Allow, for one
         return response
 
@@ -163,5 +176,7 @@ class UnexpectedErrors:
             if started:
                 raise
             log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
-            response = error_response(500, "InternalServerError", "unexpected server error; see the server log")
+            response = error_response(
+                scope.get("path", ""), 500, "InternalServerError", "unexpected server error; see the server log"
+            )
             await response(scope, receive, send)

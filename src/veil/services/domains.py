@@ -1,27 +1,35 @@
-"""Custom Vision's domains Veil trains for (Azure's ids, so code that names them keeps working)."""
+"""Custom Vision's domains for the use cases and the routes. The table itself (Azure's ids, names, types and
+export flags, each mapped to the network Veil trains) lives in `veil.vision.domains`, beside those networks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Domain:
-    id: str
-    name: str
-    type: str  # Classification | ObjectDetection
-    exportable: bool
-    enabled: bool = True
-
-
-DOMAINS: tuple[Domain, ...] = (
-    Domain("ee85a74c-405e-4adc-bb47-ffa8ca0c9f31", "General", "Classification", exportable=False),
-    Domain("0732100f-1a38-4e49-a514-c9b44c697ab5", "General (compact)", "Classification", exportable=True),
-    Domain("da2e3a8a-40a5-4171-82f4-58522f70fbc1", "General", "ObjectDetection", exportable=False),
-    Domain("a27d5ca5-bb19-49d8-a70a-fec086c47f5b", "General (compact)", "ObjectDetection", exportable=True),
+from veil.vision.domains import (
+    DEFAULT_CLASSIFICATION_DOMAIN_ID,
+    DEFAULT_DETECTION_DOMAIN_ID,
+    DOMAINS,
+    Domain,
+    can_export,
+    export_platforms,
+    find_domain,
 )
-DEFAULT_DOMAIN_ID = DOMAINS[0].id
+
+DEFAULT_DOMAIN_ID = DEFAULT_CLASSIFICATION_DOMAIN_ID
+
+__all__ = [
+    "DEFAULT_CLASSIFICATION_DOMAIN_ID",
+    "DEFAULT_DETECTION_DOMAIN_ID",
+    "DEFAULT_DOMAIN_ID",
+    "DOMAINS",
+    "Domain",
+    "can_export",
+    "export_platforms",
+    "find_domain",
+    "iteration_export_platforms",
+]
 
 
-def find_domain(domain_id: str) -> Domain | None:
-    return next((d for d in DOMAINS if d.id == domain_id.lower()), None)
+def iteration_export_platforms(domain_id: str | None, completed: bool) -> tuple[str, ...]:
+    """What an iteration reports as `exportableTo`: its domain's platforms once it is trained (Azure's rule: only
+    compact domains export), so an iteration and `get_domains` always agree."""
+    domain = find_domain(domain_id or "") if completed else None
+    return export_platforms(domain) if domain is not None else ()

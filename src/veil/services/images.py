@@ -345,7 +345,7 @@ def images_by_ids(session: Session, project_id: str, image_ids: Sequence[str]) -
 def get_image(session: Session, project_id: str, image_id: str) -> Image:
     image = session.get(Image, image_id)
     if image is None or image.project_id != project_id:
-        raise NotFound(f"image {image_id} not found in project {project_id}")
+        raise NotFound(f"image {image_id} not found in project {project_id}", code="NotFoundImage")
     return image
 
 

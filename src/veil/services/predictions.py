@@ -314,6 +314,13 @@ def query_predictions(ctx: AppContext, project_id: str, query: PredictionQuery) 
     return page, (str(following) if following < len(matching) else None)
 
 
+def iteration_domains(ctx: AppContext, project_id: str) -> dict[str, str]:
+    """Each iteration's domain id: a stored prediction reports the domain its iteration was trained on."""
+    with ctx.db.read_session() as session:
+        rows = session.execute(select(Iteration.id, Iteration.domain_id).where(Iteration.project_id == project_id))
+        return {iteration_id: domain_id for iteration_id, domain_id in rows if domain_id}
+
+
 def delete_predictions(ctx: AppContext, actor: Principal, project_id: str, ids: list[str]) -> int:
     """Delete stored predictions (rows and sealed images); returns how many existed."""
     if not ids:

@@ -47,11 +47,13 @@ def create_project(
     _check_description(description)
     domain = find_domain(domain_id or DEFAULT_DOMAIN_ID)
     if domain is None:
-        raise InvalidInput(f"unknown domainId {domain_id}; GET /domains lists them", code="BadRequestDomainInvalid")
+        raise InvalidInput(
+            f"unknown domainId {domain_id}; GET /domains lists them", code="BadRequestProjectUnknownDomain"
+        )
     if classification_type is not None and classification_type not in CLASSIFICATION_TYPES:
         raise InvalidInput(
             f"classificationType must be Multiclass or Multilabel, not {classification_type!r}",
-            code="BadRequestInvalidClassificationType",
+            code="BadRequestProjectUnknownClassification",
         )
     platforms = list(target_export_platforms or [])
     unknown = [p for p in platforms if p not in EXPORT_PLATFORMS]

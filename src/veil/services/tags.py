@@ -40,7 +40,7 @@ def create_tag(
         if project.project_type == "ObjectDetection":
             raise InvalidInput("object detection projects cannot have a Negative tag", code="BadRequestTagType")
         if any(t.type == "Negative" for t in existing):
-            raise Conflict("this project already has a Negative tag", code="BadRequestNegativeTag")
+            raise Conflict("this project already has a Negative tag", code="BadRequestMultipleNegativeTag")
     tag = Tag(project_id=project.id, name=name, description=description or "", type=type)
     session.add(tag)
     session.flush()
@@ -56,7 +56,7 @@ def list_tags(session: Session, project_id: str) -> list[Tag]:
 def get_tag(session: Session, project_id: str, tag_id: str) -> Tag:
     tag = session.get(Tag, tag_id)
     if tag is None or tag.project_id != project_id:
-        raise NotFound(f"tag {tag_id} not found in project {project_id}")
+        raise NotFound(f"tag {tag_id} not found in project {project_id}", code="NotFoundTag")
     return tag
 
 

@@ -29,6 +29,7 @@ from veil.jobs.handlers import JobCancelled, JobContext
 from veil.security import audit
 from veil.security.auth import Principal
 from veil.services.context import AppContext
+from veil.services.domains import find_domain
 from veil.services.errors import InvalidInput, NotFound, ServiceError
 from veil.services.iterations import get_iteration, read_iteration
 from veil.services.privacy import privacy_policy
@@ -52,7 +53,17 @@ class TrainingNotNeeded(ServiceError):
 
 
 class NotEnoughImagesPerTag(ServiceError):
-    code = "BadRequestNotEnoughImagesPerTag"
+    """Too few labelled images: Custom Vision's training-validation code for the project's kind."""
+
+    code = "BadRequestTrainingValidationFailed"
+
+
+# Custom Vision's code per task when a project does not have enough labelled images to train.
+VALIDATION_CODES = {
+    "classify": "BadRequestMultiClassClassificationTrainingValidationFailed",
+    "multilabel": "BadRequestMultiLabelClassificationTrainingValidationFailed",
+    "detect": "BadRequestDetectionTrainingValidationFailed",
+}
 
 
 class TrainingAlreadyInProgress(ServiceError):
@@ -136,6 +147,13 @@ def _fingerprint(project: Project, items: list[DatasetImage], options: TrainOpti
 
 
 def _check_counts(project: Project, tags: list[Tag], items: list[DatasetImage]) -> None:
+    try:
+        _count_labels(project, tags, items)
+    except NotEnoughImagesPerTag as refused:
+        raise NotEnoughImagesPerTag(refused.message, code=VALIDATION_CODES.get(task_of(project))) from None
+
+
+def _count_labels(project: Project, tags: list[Tag], items: list[DatasetImage]) -> None:
     detection = is_detection(project)
     required = MIN_IMAGES_DETECTION if detection else MIN_IMAGES_CLASSIFICATION
     counts: Counter[str] = Counter()
@@ -168,6 +186,7 @@ def start_training(ctx: AppContext, actor: Principal, project_id: str, options: 
         raise InvalidInput(str(exc)) from None
     with ctx.db.session() as session:
         project = get_project(session, project_id)
+        network = _network(project, backbone)
         running = session.scalar(
             select(func.count())
             .select_from(Iteration)
@@ -207,7 +226,7 @@ def start_training(ctx: AppContext, actor: Principal, project_id: str, options: 
             reserved_budget_hours=options.reserved_budget_in_hours,
             domain_id=project.domain_id,
             classification_type=None if is_detection(project) else project.classification_type,
-            exportable=True,
+            exportable=bool(network.exportable),
             selected_tags=[tag.id for tag in tags],
             metrics=IterationRecord(
                 fingerprint=fingerprint, images=len(items), backbone=backbone, privacy_request=privacy
@@ -215,7 +234,13 @@ def start_training(ctx: AppContext, actor: Principal, project_id: str, options: 
         )
         session.add(iteration)
         session.flush()
-        payload = {"project_id": project_id, "iteration_id": iteration.id, "backbone": backbone, "privacy": privacy}
+        payload = {
+            "project_id": project_id,
+            "iteration_id": iteration.id,
+            "backbone": network.backbone,
+            "input_size": network.input_size,
+            "privacy": privacy,
+        }
         iteration.job_id = queue.enqueue_in(session, "train", project_id, payload)
         audit.record(session, actor, "iteration.train", [project_id, iteration.id])
         return iteration
@@ -244,6 +269,27 @@ def privacy_request(options: TrainOptions, task: str, images: int) -> dict[str, 
     except PrivacyInputError as exc:
         raise InvalidInput(str(exc)) from None
     return {"epsilon": budget.epsilon, "delta": budget.delta}
+
+
+@dataclass(frozen=True)
+class _Network:
+    backbone: str
+    input_size: int | None  # None: the backbone's native side
+    exportable: bool
+
+
+def _network(project: Project, backbone: str | None) -> _Network:
+    """What trains: the project's domain's network (veil.vision.domains), unless the caller named a backbone
+    (Veil's `backbone` extension), which then trains at its native side."""
+    domain = find_domain(project.domain_id)
+    if domain is None:
+        raise InvalidInput(
+            f"the project's domain {project.domain_id} is unknown; PATCH the project with one GET /domains lists",
+            code="BadRequestProjectUnknownDomain",
+        )
+    if backbone:
+        return _Network(backbone, None, domain.exportable)
+    return _Network(domain.backbone, domain.input_size, domain.exportable)
 
 
 def cancel_training(ctx: AppContext, actor: Principal, project_id: str, iteration_id: str) -> Iteration:
@@ -277,7 +323,7 @@ def _sample_loader(vault: Vault, project: Project, blob_id: str):  # type: ignor
 
 
 class TrainingJob:
-    """Job kind `train`: payload `{project_id, iteration_id, backbone}`."""
+    """Job kind `train`: payload `{project_id, iteration_id, backbone, input_size, privacy}`."""
 
     def run(self, job: JobContext) -> str | None:
         from veil.vision import data as vdata
@@ -309,6 +355,7 @@ class TrainingJob:
                 negative_tag=negative,
                 backbone=job.payload.get("backbone"),
                 privacy=_budget(job.payload.get("privacy")),
+                input_size=job.payload.get("input_size"),
             )
 
             def progress(update: Any) -> None:

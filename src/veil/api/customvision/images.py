@@ -1,8 +1,8 @@
 """Training images: upload (raw/multipart data, base64 files, URLs, stored predictions), list, count, get by
 id, metadata, delete.
 
-Every upload answers like Custom Vision: 200 when every image was stored, 207 when some were, 400 (with each
-image's reason) when none was.
+Every upload answers like Custom Vision: 200 when every image was stored (or was already there: `OKDuplicate`),
+else 207 with each image's status and reason — a refused entry never costs the others.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from veil.security.auth import Principal
 from veil.services import images as image_service
 from veil.services import labels, url_fetch
 from veil.services.images import BatchOutcome, FromPrediction, Upload
-from veil.services.ingest import POLICY_REFUSED, PolicyNotApplicable
 
 router = APIRouter(tags=["images"])
 
@@ -41,28 +40,14 @@ TaggingStatusQuery = Literal["All", "Tagged", "Untagged"]
 OrderBy = Literal["Newest", "Oldest"]
 MAX_IDS = 256
 
-# A refused image's status → the error code of a request in which every image was refused.
-_REFUSAL_CODES = {
-    "ErrorImageFormat": "BadRequestImageFormat",
-    "ErrorImageSize": "BadRequestImageSizeBytes",
-    "ErrorImageDimensions": "BadRequestImageDimensions",
-    POLICY_REFUSED: PolicyNotApplicable.code,
-}
-
 
 def batch_response(outcome: BatchOutcome, base_url: str) -> JSONResponse:
-    """200 when every image was stored, 207 when some were, 400 (with the reasons) when none was."""
+    """200 when nothing was refused, else 207 (Multi-Status) with each image's status, as Custom Vision."""
     summary = ImageCreateSummaryOut(
         is_batch_successful=outcome.all_ok,
         images=[create_result_out(r, base_url) for r in outcome.results],
     )
-    body = summary.model_dump(mode="json")
-    if outcome.any_ok:
-        return JSONResponse(body, status_code=200 if outcome.all_ok else 207)
-    first = outcome.results[0]
-    reasons = "; ".join(f"{r.source_name or f'image {i + 1}'}: {r.reason}" for i, r in enumerate(outcome.results))
-    code = _REFUSAL_CODES.get(first.status, "BadRequestImageBatch")
-    return JSONResponse({"code": code, "message": f"no image was stored ({reasons})", **body}, status_code=400)
+    return JSONResponse(summary.model_dump(mode="json"), status_code=200 if outcome.all_ok else 207)
 
 
 def _regions(regions: Sequence[RegionIn] | None) -> list[image_service.RegionIn]:

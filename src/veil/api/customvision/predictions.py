@@ -43,8 +43,10 @@ def query_predictions(
         continuation=token.continuation,
     )
     rows, continuation = prediction_service.query_predictions(ctx, projectId, query)
+    domains = prediction_service.iteration_domains(ctx, projectId)
     next_token = token.model_copy(update={"continuation": continuation})
-    return PredictionQueryResultOut(token=next_token, results=[stored_prediction_out(row, base_url) for row in rows])
+    results = [stored_prediction_out(row, base_url, domains.get(row.iteration_id or "")) for row in rows]
+    return PredictionQueryResultOut(token=next_token, results=results)
 
 
 @router.delete("/projects/{projectId}/predictions", status_code=204)

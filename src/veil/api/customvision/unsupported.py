@@ -13,10 +13,6 @@ router = APIRouter(tags=["not implemented"])
 
 NOT_IMPLEMENTED: tuple[tuple[str, str, str], ...] = (
     ("GET", "/projects/{projectId}/artifacts", "Azure blob-storage artifacts have no Veil equivalent"),
-    ("GET", "/projects/{projectId}/images/{imageId}/regionproposals", "region proposals are not implemented"),
-    ("POST", "/projects/{projectId}/images/suggested", "the smart labeler is not implemented"),
-    ("POST", "/projects/{projectId}/images/suggested/count", "the smart labeler is not implemented"),
-    ("POST", "/projects/{projectId}/tagsandregions/suggestions", "the smart labeler is not implemented"),
 )
 
 

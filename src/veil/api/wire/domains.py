@@ -5,7 +5,12 @@ from __future__ import annotations
 from pydantic import Field
 
 from veil.api.wire.base import Wire
-from veil.services.domains import Domain
+from veil.services.domains import Domain, export_platforms
+
+
+class ModelInformationOut(Wire):
+    description: str
+    estimated_model_size_in_megabytes: int | None = None
 
 
 class DomainOut(Wire):
@@ -15,6 +20,7 @@ class DomainOut(Wire):
     exportable: bool
     enabled: bool
     exportable_platforms: list[str] = Field(default_factory=list)
+    model_information: ModelInformationOut | None = None
 
 
 def domain_out(domain: Domain) -> DomainOut:
@@ -24,5 +30,8 @@ def domain_out(domain: Domain) -> DomainOut:
         type=domain.type,
         exportable=domain.exportable,
         enabled=domain.enabled,
-        exportable_platforms=["ONNX"] if domain.exportable else [],
+        exportable_platforms=list(export_platforms(domain)),
+        model_information=ModelInformationOut(
+            description=f"{domain.description} Veil trains {domain.backbone} at {domain.input_size} px."
+        ),
     )

@@ -10,6 +10,7 @@ from pydantic import Field
 from veil.api.wire.base import Wire
 from veil.api.wire.images import ImageOut, ImageTagOut, image_out
 from veil.api.wire.predictions import BoundingBoxOut, PredictionOut
+from veil.services.domains import iteration_export_platforms
 from veil.services.iterations import ImagePerformanceView
 from veil.store import models
 from veil.store.records import IterationRecord
@@ -78,6 +79,7 @@ class ImagePerformanceOut(Wire):
 
 
 def iteration_out(iteration: models.Iteration) -> IterationOut:
+    platforms = iteration_export_platforms(iteration.domain_id, iteration.status == "Completed")
     return IterationOut(
         id=iteration.id,
         name=iteration.name,
@@ -86,8 +88,8 @@ def iteration_out(iteration: models.Iteration) -> IterationOut:
         last_modified=iteration.modified,
         trained_at=iteration.trained_at,
         project_id=iteration.project_id,
-        exportable=iteration.exportable and iteration.status == "Completed",
-        exportable_to=["ONNX"] if iteration.status == "Completed" else [],
+        exportable=bool(platforms),
+        exportable_to=list(platforms),
         domain_id=iteration.domain_id,
         classification_type=iteration.classification_type,
         training_type=iteration.training_type,

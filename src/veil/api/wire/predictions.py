@@ -83,7 +83,7 @@ def image_prediction_out(outcome: PredictionOutcome) -> ImagePredictionOut:
     )
 
 
-def stored_prediction_out(row: models.Prediction, base_url: str) -> StoredImagePredictionOut:
+def stored_prediction_out(row: models.Prediction, base_url: str, domain_id: str | None) -> StoredImagePredictionOut:
     image_url = f"{base_url.rstrip('/')}/veil/v1/projects/{row.project_id}/predictions/{row.id}/image"
     return StoredImagePredictionOut(
         id=row.id,
@@ -94,4 +94,5 @@ def stored_prediction_out(row: models.Prediction, base_url: str) -> StoredImageP
         original_image_uri=image_url if row.image_blob_id else None,
         resized_image_uri=image_url if row.image_blob_id else None,
         thumbnail_uri=image_url if row.image_blob_id else None,
+        domain=domain_id,
     )

@@ -11,7 +11,7 @@ const UPLOAD_BATCH_BYTES = 24 * 1024 * 1024;
 // What each per-image upload status means, in words a user can act on.
 const STATUS_TEXT = {
   OK: "Uploaded",
-  OKDuplicate: "Already in this project (same pixels)",
+  OKDuplicate: "Already in this project (the same file): not stored twice",
   ErrorSource: "Could not read the file",
   ErrorImageFormat: "Not a supported image (JPEG, PNG, BMP, GIF, WebP, TIFF)",
   ErrorImageSize: "Too large (at most 6 MB per image)",
@@ -148,7 +148,7 @@ export class Uploader {
     try {
       summary = await request("POST", tr`projects/${this.project.id}/images`, { form, query: { tagIds: [...this.chosenTags] } });
     } catch (err) {
-      // A batch in which every image was refused answers 400 and still lists each image's reason.
+      // Refusals come back as 207 with a status per image; an error answer may still list them.
       if (!(err instanceof ApiError && err.body && Array.isArray(err.body.images))) {
         batch.forEach((r) => setRowStatus(r, "bad", err.message || String(err)));
         return 0;
