@@ -30,6 +30,8 @@ VEIL_ONLY_CODES = {
     "Unauthorized": "/veil/v1 only; Custom Vision routes answer 401 with Forbidden",
     "StorageIntegrityError": "/veil/v1 image and model reads; mapped to ErrorUnknown on /customvision/",
     "MasterKeyUnavailable": "server misconfiguration; mapped to ErrorUnknown on /customvision/",
+    "StorageFull": "a full blob store (507); mapped to ErrorUnknown on /customvision/",
+    "StorageUnavailable": "an unreachable blob store (503); mapped to ErrorUnknown on /customvision/",
     "AuditLogTampered": "/veil/v1/audit only",
     "InternalServerError": "mapped to ErrorUnknown on /customvision/",
     "RequestEntityTooLarge": "mapped to BadRequestImageSizeBytes on /customvision/",

@@ -60,7 +60,8 @@ def test_full_disk_is_507_and_leaves_nothing_half_stored(tmp_path: Path, tiny_bl
             if response.status_code != 200:
                 break
         assert statuses[-1] == 507 and set(statuses[:-1]) == {200}, statuses
-        assert response.json()["code"] == "StorageFull"
+        # Custom Vision routes answer a code of the SDK's enum (Veil's routes: StorageFull); the message says why.
+        assert response.json()["code"] == "ErrorUnknown" and "out of space" in response.json()["message"]
         assert client.get("/healthz").status_code == 200  # the same client, the server answers on
         count = client.get(f"{TRAINING}/projects/{project_id}/images/count", headers=headers).json()
         assert count == len(statuses) - 1  # no row for the upload that did not fit
@@ -88,6 +89,7 @@ def test_unreachable_object_store_is_503_with_retry_after(tmp_path: Path, monkey
             headers={**headers, "Content-Type": "application/octet-stream"},
         )
         assert response.status_code == 503, response.text
-        assert response.json()["code"] == "StorageUnavailable" and response.headers["retry-after"] == "30"
+        assert response.json()["code"] == "ErrorUnknown" and response.headers["retry-after"] == "30"  # enum code
+        assert "unavailable" in response.json()["message"]
         assert str(port) not in response.text  # where the store is stays in the server log
     ctx.close()
