@@ -172,9 +172,10 @@ def test_projects_arrive_identical_and_a_rerun_adds_nothing(source: Source, tmp_
             counts_before = _counts(mine)
 
             again = _migrate(target_dir, source.server.endpoint, key, "--project", source.project_ids[0],
-                             "--project", source.project_ids[1])  # fmt: skip
+                             "--project", source.project_ids[1], "--with-iterations-metadata")  # fmt: skip
             assert again.returncode == 0, again.stdout + again.stderr
             assert "0 new" in again.stdout and "0 refused" in again.stdout
+            assert "Source iterations" in again.stdout  # none trained on the source: an empty table
             assert _counts(mine) == counts_before
     finally:
         target.stop()
