@@ -65,7 +65,7 @@ def test_training_images_are_shredded_once_an_iteration_trained_on_them(tmp_path
 
             again = http.post(f"{TRAINING}/projects/{project.id}/train")
             assert again.status_code == 400
-            assert again.json()["code"] == "BadRequestNotEnoughImagesPerTag"
+            assert again.json()["code"] == "BadRequestMultiClassClassificationTrainingValidationFailed"
             assert "forget_images_after_training" in again.json()["message"]
             assert "shredded 10 image(s)" in again.json()["message"]
     finally:
