@@ -241,14 +241,21 @@ def _octet(data: bytes) -> dict[str, Any]:
     return {"content": data, "headers": {"Content-Type": "application/octet-stream"}}
 
 
+def _copy(jpeg: bytes, n: int) -> bytes:
+    """The same JPEG with a comment segment naming `n`: the same pixels in other bytes, so Veil does not answer
+    OKDuplicate (the same bytes twice are stored once, as on Azure) and each route's ingest is exercised."""
+    comment = f"copy {n}".encode()
+    return jpeg[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + jpeg[2:]
+
+
 def _send_photo(http: httpx.Client, project_id: str, photo: bytes, url: str, promote: str) -> dict[str, int]:
     """Send the photo to every known image route (on its first API version); answers' status by route."""
     t, p = f"{TRAINING}/projects/{project_id}", f"{PREDICTION}/{project_id}"
-    b64 = base64.b64encode(photo).decode()
+    b64 = base64.b64encode(_copy(photo, 3)).decode()
     calls: dict[tuple[str, str], list[httpx.Response]] = {
         ("POST", "T/projects/{projectId}/images"): [
-            http.post(f"{t}/images", **_octet(photo)),
-            http.post(f"{t}/images", files={"imageData": ("group.jpg", photo, "image/jpeg")}),
+            http.post(f"{t}/images", **_octet(_copy(photo, 1))),
+            http.post(f"{t}/images", files={"imageData": ("group.jpg", _copy(photo, 2), "image/jpeg")}),
         ],
         ("POST", "T/projects/{projectId}/images/files"): [
             http.post(f"{t}/images/files", json={"images": [{"name": "group.jpg", "contents": b64}]})
@@ -324,6 +331,9 @@ def test_every_image_route_keeps_only_hidden_faces(
 
     anonymized = http.post("/veil/v1/anonymize", **_octet(data))
     assert min(faces_hidden(original, rgb(ok_bytes(anonymized)), faces)) >= HIDDEN
+    again = ok(http.post(f"{TRAINING}/projects/{project_id}/images", **_octet(_copy(data, 1))))
+    assert isinstance(again, dict) and again["images"][0]["status"] == "OKDuplicate"  # the same bytes: kept once
+    assert len(_kept_training_photos(http, project_id, original.shape)) == 5
 
 
 def test_project_import_keeps_the_target_policy(http: httpx.Client, photo: tuple[bytes, list[Face]]) -> None:

@@ -514,5 +514,6 @@ def _forgotten_explained(session: Session, project: Project, short: NotEnoughIma
     return NotEnoughImagesPerTag(
         f"this project forgets its training images once an iteration has trained on them (privacy policy "
         f"forget_images_after_training): {last.name} shredded {forgotten} image(s) and "
-        f"keeps only its model and metrics. Upload new images to train again ({short.message})"
+        f"keeps only its model and metrics. Upload new images to train again ({short.message})",
+        code=short.code,
     )
