@@ -105,7 +105,7 @@ def test_suggest_runs_the_iteration_over_named_images_and_refuses_too_many(label
 
 
 def test_uncertainty_is_zero_when_sure_and_one_when_torn() -> None:
-    from veil.services.prediction import PredictedTag
+    from veil.services.predictions import PredictedTag
 
     sure = [PredictedTag("a", "a", 1.0), PredictedTag("b", "b", 0.0)]
     torn = [PredictedTag("a", "a", 0.5), PredictedTag("b", "b", 0.5)]

@@ -25,10 +25,11 @@ from sqlalchemy import select
 
 from veil.services.context import AppContext
 from veil.services.errors import NotFound
-from veil.services.prediction import MODELS
-from veil.services.training import COMPLETED, get_project
+from veil.services.models import MODELS
+from veil.services.projects import get_project
 from veil.services.vault import Vault
 from veil.store.models import Image, Iteration, Project
+from veil.store.records import COMPLETED
 
 if TYPE_CHECKING:
     from veil.vision.yolox_runtime import YoloxModel

@@ -30,10 +30,13 @@ from sqlalchemy.orm import Session
 from veil.security.auth import Principal
 from veil.services.context import AppContext
 from veil.services.errors import InvalidInput
-from veil.services.prediction import MODELS, PredictedTag, run_model
-from veil.services.training import COMPLETED, get_iteration, get_project, is_detection
+from veil.services.iterations import get_iteration
+from veil.services.models import MODELS
+from veil.services.predictions import PredictedTag, run_model
+from veil.services.projects import get_project, is_detection
 from veil.services.vault import Vault
 from veil.store.models import Image, ImageTag, Iteration, Project, Region, Suggestion
+from veil.store.records import COMPLETED
 
 DEFAULT_THRESHOLD = 0.5  # Custom Vision's default probability threshold (performance, quick test)
 MAX_IMAGES_PER_CALL = 64  # as Azure's tagsandregions/suggestions
