@@ -34,7 +34,8 @@ VEIL_ONLY_CODES = {
     "StorageUnavailable": "an unreachable blob store (503); mapped to ErrorUnknown on /customvision/",
     "AuditLogTampered": "/veil/v1/audit only",
     "InternalServerError": "mapped to ErrorUnknown on /customvision/",
-    "RequestEntityTooLarge": "mapped to BadRequestImageSizeBytes on /customvision/",
+    "RequestEntityTooLarge": "a body over its limit; mapped to BadRequest on /customvision/",
+    "TooManyRequests": "wrong keys throttled (429); mapped to BadRequestExceededQuota on /customvision/",
     "MethodNotAllowed": "mapped to BadRequestNotSupported on /customvision/",
     "Error": "an unlisted HTTP status; mapped by status on /customvision/",
 }

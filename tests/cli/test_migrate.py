@@ -142,16 +142,6 @@ def _decoded(data: bytes) -> np.ndarray:
         return np.asarray(decoded.convert("RGB"), dtype=np.int16)
 
 
-def _one_upload(data: bytes) -> np.ndarray:
-    """The pixels one upload of `data` keeps: Veil's own ingest (lossless for PNG; JPEG is re-encoded once until
-    ingest keeps JPEG data untouched, issue 19), so the migration may add no loss beyond a single upload."""
-    from veil.config import get_settings
-    from veil.images.ingest import IngestLimits, decode_image, encode_image
-
-    image, source_format = decode_image(data, IngestLimits.from_settings(get_settings()))
-    return _decoded(encode_image(image, source_format).data)
-
-
 def _signature(image: dict) -> tuple:  # type: ignore[type-arg]
     """What identifies an image across the two Veils: its size and metadata (ids differ)."""
     return (image["width"], image["height"], json.dumps(image.get("metadata") or {}, sort_keys=True))
@@ -224,11 +214,9 @@ def _check_identical(theirs: httpx.Client, mine: httpx.Client) -> None:
 
 
 def _twin(theirs: httpx.Client, mine: httpx.Client, image: dict, candidates: list[dict]) -> dict:  # type: ignore[type-arg]
-    """The migrated copy of `image`: same size and metadata, and the very pixels one upload of its bytes keeps."""
-    data = _bytes(theirs, image)
-    expected = _one_upload(data)
-    if data.startswith(b"\x89PNG"):
-        assert np.array_equal(expected, _decoded(data))  # lossless sources arrive pixel for pixel
+    """The migrated copy of `image`: same size and metadata, and pixel for pixel the same after decoding (JPEG
+    data is kept untouched by ingest, PNG is lossless)."""
+    expected = _decoded(_bytes(theirs, image))
     for candidate in candidates:
         if _signature(candidate) == _signature(image) and np.array_equal(_decoded(_bytes(mine, candidate)), expected):
             return candidate

@@ -90,8 +90,8 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Throttled)
-    async def _throttled(_request: Request, exc: Throttled) -> JSONResponse:
-        response = error_response(429, "TooManyRequests", str(exc))
+    async def _throttled(request: Request, exc: Throttled) -> JSONResponse:
+        response = error_response(request, 429, "TooManyRequests", str(exc))
         response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
         return response
 

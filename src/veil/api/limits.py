@@ -51,7 +51,7 @@ class BodyLimit:
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             too_large = BodyTooLarge(limit, int(declared))
-            await error_response(413, "RequestEntityTooLarge", too_large.detail)(scope, receive, send)
+            await error_response(scope["path"], 413, "RequestEntityTooLarge", too_large.detail)(scope, receive, send)
             return
         received = 0
 

@@ -30,7 +30,9 @@ def create_tag(
     if not name or len(name) > MAX_TAG_NAME:
         raise InvalidInput(f"tag name must be 1..{MAX_TAG_NAME} characters", code="BadRequestTagName")
     if description and len(description) > MAX_TAG_DESCRIPTION:
-        raise InvalidInput(f"tag description must be at most {MAX_TAG_DESCRIPTION} characters", code="BadRequestTag")
+        raise InvalidInput(
+            f"tag description must be at most {MAX_TAG_DESCRIPTION} characters", code="BadRequestTagDescription"
+        )
     if type not in TAG_TYPES:
         raise InvalidInput(f"tag type must be Regular or Negative, not {type!r}", code="BadRequestTagType")
     existing = session.scalars(select(Tag).where(Tag.project_id == project.id)).all()

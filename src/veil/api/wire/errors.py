@@ -157,9 +157,10 @@ _BY_STATUS = {
     404: "NotFound",
     405: "BadRequestNotSupported",
     409: "Conflict",
-    413: "BadRequestImageSizeBytes",
+    413: "BadRequest",  # a body over a limit (an image over its own limit says BadRequestImageSizeBytes)
     415: "UnsupportedMediaType",
     422: "BadRequest",
+    429: "BadRequestExceededQuota",
     501: "BadRequestNotSupported",
 }
 
