@@ -77,7 +77,8 @@ def test_azures_sample_steps_print_the_services_top_tag_on_ants_bees_val(
     consumer = AzureOnnxConsumer(azure_classifier / "model.onnx")
     images = held_out_ants_bees()
     same = sum(consumer.top_tag(path) == service.classify(service_rgb(path))[0].tag for path in images)
-    # Measured 153/153 agreement; PIL's bicubic resize vs Veil's area resize may flip a near-tie image.
+    # Measured 153/153 (this fixture) and 151/153 (another classifier): PIL's bicubic resize vs Veil's area resize
+    # flips near-tie images.
     assert len(images) >= 150 and same >= len(images) - 2, f"{same}/{len(images)} same top tag"
 
 
