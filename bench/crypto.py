@@ -88,7 +88,7 @@ def one_mb_jpeg() -> bytes:
 
 def upload_latencies(workdir: Path, jpeg: bytes) -> tuple[list[float], list[float]]:
     """Seconds per upload through a real `veil serve`, and per in-process decode + re-encode (the floor)."""
-    from tests.foundation.conftest import TRAINING, Server
+    from tests.support.in_process import TRAINING, Server
 
     server = Server(data_dir=workdir / "server", database_url=f"sqlite:///{workdir / 'server' / 'veil.db'}").start()
     try:

@@ -113,7 +113,7 @@ def in_process(shots: list[Photo], limits: IngestLimits) -> dict[str, dict[str, 
 
 def api_latencies(workdir: Path, shots: list[Photo]) -> list[float]:
     """Seconds per upload of every photo through a real `veil serve` (SQLite), ROUNDS times."""
-    from tests.foundation.conftest import TRAINING, Server
+    from tests.support.in_process import TRAINING, Server
 
     server = Server(data_dir=workdir / "server", database_url=f"sqlite:///{workdir / 'server' / 'veil.db'}").start()
     try:

@@ -17,8 +17,8 @@ from azure.cognitiveservices.vision.customvision.training import CustomVisionTra
 from azure.cognitiveservices.vision.customvision.training import models as m
 from msrest.authentication import ApiKeyCredentials
 from msrest.exceptions import HttpOperationError
-from tests.compat.conftest import VeilServer, make_server
 from tests.conftest import REPO, dataset_path
+from tests.support.live_server import VeilServer, make_server
 
 from veil.api.wire.errors import CUSTOM_VISION_ERROR_CODES
 

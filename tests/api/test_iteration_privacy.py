@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from tests.compat.conftest import VeilServer, make_server
-from tests.compat.http_helpers import TRAINING, create_ants_bees, ok, start_training, wait_iteration
 from tests.conftest import dataset_path
+from tests.support.http_helpers import TRAINING, create_ants_bees, ok, start_training, wait_iteration
+from tests.support.live_server import VeilServer, make_server
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,10 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from tests.compat.conftest import VEIL, VeilServer, make_server
-from tests.compat.http_helpers import TRAINING, ok
-from tests.compat.sdk_helpers import photos
 from tests.conftest import dataset_path
+from tests.support.http_helpers import TRAINING, ok
+from tests.support.live_server import VEIL, VeilServer, make_server
+from tests.support.sdk_helpers import photos
 
 DETECTION_DOMAIN = "da2e3a8a-40a5-4171-82f4-58522f70fbc1"
 FOOD_DOMAIN = "c151d5b5-dd07-472a-acc8-15d29dea8518"

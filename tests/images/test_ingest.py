@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageCms
 from tests.conftest import dataset_path
-from tests.foundation.conftest import TRAINING, Api
+from tests.support.in_process import TRAINING, Api
 
 from veil.api.app import create_app
 from veil.config import get_settings

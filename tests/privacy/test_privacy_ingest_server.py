@@ -11,8 +11,8 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from tests.compat.conftest import VeilServer, make_server
 from tests.privacy.conftest import hidden, read_rgb, wider_faces
+from tests.support.live_server import VeilServer, make_server
 
 TRAINING = "/customvision/v3.3/training"
 PHOTO = "20_Family_Group_Family_Group_20_108.jpg"  # seven people, faces 73-94 px

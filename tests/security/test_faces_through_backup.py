@@ -21,7 +21,7 @@ PHOTOS = ("20_Family_Group_Family_Group_20_108.jpg", "19_Couple_Couple_19_106.jp
 def _face_share_changed(original: np.ndarray, kept: np.ndarray, box: tuple[int, int, int, int]) -> float:
     x1, y1, x2, y2 = box
     difference = np.abs(original[y1:y2, x1:x2].astype(np.int16) - kept[y1:y2, x1:x2].astype(np.int16)).max(axis=2)
-    return float((difference > 4).mean())  # beyond re-encoding noise (see tests/compat/test_http_contract.py)
+    return float((difference > 4).mean())  # beyond re-encoding noise (see tests/api/test_customvision.py)
 
 
 def test_faces_stay_hidden_through_backup_and_restore(tmp_path: Path) -> None:

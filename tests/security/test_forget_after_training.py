@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from tests.compat.http_helpers import create_ants_bees, start_training, wait_iteration
 from tests.conftest import dataset_path
 from tests.store.conftest import Served
+from tests.support.http_helpers import create_ants_bees, start_training, wait_iteration
 
 TRAINING = "/customvision/v3.3/training"
 PREDICTION = "/customvision/v3.0/prediction"

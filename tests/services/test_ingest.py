@@ -28,9 +28,9 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from PIL import Image
-from tests.compat.conftest import VeilServer, free_port, make_server
-from tests.compat.http_helpers import PREDICTION, TRAINING, create_ants_bees, ok, start_training, wait_iteration
 from tests.conftest import dataset_path
+from tests.support.http_helpers import PREDICTION, TRAINING, create_ants_bees, ok, start_training, wait_iteration
+from tests.support.live_server import VeilServer, free_port, make_server
 
 from veil.api import deps
 from veil.api.app import create_app

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import httpx
-from tests.compat.conftest import make_server
 from tests.conftest import dataset_path
+from tests.support.live_server import make_server
 
 TRAINING = "/customvision/v3.3/training"
 OBJECT_DETECTION_DOMAIN = "da2e3a8a-40a5-4171-82f4-58522f70fbc1"

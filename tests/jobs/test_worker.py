@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.compat.conftest import VEIL, VeilServer, make_server
-from tests.compat.http_helpers import (
+from tests.conftest import dataset_path
+from tests.support.http_helpers import (
     TRAINING,
     create_ants_bees,
     ok,
@@ -24,7 +24,7 @@ from tests.compat.http_helpers import (
     wait_iteration,
     wait_job_running,
 )
-from tests.conftest import dataset_path
+from tests.support.live_server import VEIL, VeilServer, make_server
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,9 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from tests.compat.conftest import VeilServer
-from tests.compat.http_helpers import (
+from tests.conftest import dataset_path
+from tests.privacy.conftest import wider_faces
+from tests.support.http_helpers import (
     PREDICTION,
     TRAINING,
     SmallProject,
@@ -29,9 +30,8 @@ from tests.compat.http_helpers import (
     start_training,
     wait_iteration,
 )
-from tests.compat.sdk_helpers import keep_predictions, photos
-from tests.conftest import dataset_path
-from tests.privacy.conftest import wider_faces
+from tests.support.live_server import VeilServer
+from tests.support.sdk_helpers import keep_predictions, photos
 
 PUBLISHED = "contract"
 

@@ -1,38 +1,34 @@
-"""Foundation fixtures: a real Veil (data dir + SQLite or PostgreSQL), an API client with keys, a server."""
+"""A real Veil in this process (`Api`: a TestClient with the admin key), `veil serve` in a subprocess
+(`Server`) and the CLI in-process (`run_cli`); the `ctx`, `api`, `database_url` and `photos` fixtures built on
+them are in tests/conftest.py."""
 
 from __future__ import annotations
 
 import os
 import re
-import secrets
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pytest
 from fastapi.testclient import TestClient
-from tests.conftest import REPO, dataset_path
 from typer.testing import CliRunner, Result
 
-from veil.api.app import create_app
 from veil.cli import app as cli_app
-from veil.config import get_settings
 from veil.services.context import AppContext
-from veil.services.keys import bootstrap_admin_key
 
+REPO = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("VEIL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TRAINING = "/customvision/v3.3/training"
 VEIL_BIN = str(Path(sys.executable).with_name("veil"))
 
 
-def _pg_reachable() -> str | None:
+def postgres_problem() -> str | None:
     """None when PostgreSQL answers, else why not."""
     try:
         import psycopg
@@ -41,45 +37,6 @@ def _pg_reachable() -> str | None:
             return None
     except Exception as exc:  # any driver/network failure means: skip, saying why
         return f"{exc.__class__.__name__}: {exc}".splitlines()[0]
-
-
-@pytest.fixture(scope="session")
-def pg_unreachable_reason() -> str | None:
-    reason = _pg_reachable()
-    if reason:
-        print(f"\n[foundation] PostgreSQL at {PG_ADMIN_URL} unreachable, its tests skip: {reason}")
-    return reason
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, pg_unreachable_reason: str | None) -> Iterator[str]:
-    """A fresh, empty database per test: a SQLite file, or a new schema in the PostgreSQL test database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'data' / 'veil.db'}"
-        return
-    if pg_unreachable_reason:
-        pytest.skip(f"PostgreSQL unreachable: {pg_unreachable_reason}")
-    import psycopg
-
-    schema = f"veil_test_{secrets.token_hex(6)}"
-    admin = PG_ADMIN_URL.replace("+psycopg", "")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
-def ctx(data_dir: Path, database_url: str) -> Iterator[AppContext]:
-    context = AppContext.open(get_settings(data_dir=data_dir, database_url=database_url))
-    yield context
-    context.close()
 
 
 @dataclass
@@ -117,23 +74,6 @@ class Api:
 
     def image_data(self, project_id: str, image_id: str) -> httpx.Response:
         return self.client.get(f"/veil/v1/projects/{project_id}/images/{image_id}/data", headers=self.headers)
-
-
-@pytest.fixture
-def api(ctx: AppContext) -> Iterator[Api]:
-    key = bootstrap_admin_key(ctx)
-    assert key is not None
-    with TestClient(create_app(ctx), raise_server_exceptions=False) as client:
-        yield Api(client=client, key=key, ctx=ctx)
-
-
-@pytest.fixture(scope="session")
-def photos() -> list[Path]:
-    """Real photos (ants/bees, JPEG) from the shared datasets."""
-    root = dataset_path("ants-bees")
-    files = sorted(p for p in root.rglob("*.jpg") if p.stat().st_size > 20_000)
-    assert len(files) >= 12, f"expected real JPEGs under {root}"
-    return files[:12]
 
 
 # --- a real `veil serve` ---------------------------------------------------------------------------------

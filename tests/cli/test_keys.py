@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from tests.foundation.conftest import VEIL_BIN
+from tests.support.in_process import VEIL_BIN
 from typer.testing import CliRunner, Result
 
 from veil.cli import app

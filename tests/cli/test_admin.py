@@ -8,10 +8,10 @@ import zipfile
 from pathlib import Path
 
 import httpx
-from tests.compat.conftest import VeilServer
-from tests.compat.http_helpers import PREDICTION, TRAINING, create_ants_bees, ok, start_training, wait_iteration
-from tests.compat.sdk_helpers import photos
 from tests.conftest import dataset_path
+from tests.support.http_helpers import PREDICTION, TRAINING, create_ants_bees, ok, start_training, wait_iteration
+from tests.support.live_server import VeilServer
+from tests.support.sdk_helpers import photos
 
 
 def test_export_a_trained_iteration_from_the_data_directory(veil_server: VeilServer, tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from tests.compat.conftest import VeilServer
-from tests.compat.sdk_helpers import keep_predictions, photos, wait_for
 from tests.conftest import dataset_path
+from tests.support.live_server import VeilServer
+from tests.support.sdk_helpers import keep_predictions, photos, wait_for
 
 TRAIN_PER_CLASS = 8
 HELD_OUT_PER_CLASS = 6

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
-from tests.foundation.conftest import Api, run_cli
+from tests.support.in_process import Api, run_cli
 
 from veil.security import audit
 from veil.store.models import AuditEvent, AuditHead

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 from sqlalchemy import create_engine, select
-from tests.foundation.conftest import TRAINING, VEIL_BIN, Server
+from tests.support.in_process import TRAINING, VEIL_BIN, Server
 
 from veil.security.crypto import IntegrityError, MasterKey, ProjectKeyDir, SoftwareKeyProvider
 from veil.store.models import Project

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from tests.compat.sdk_helpers import photos
+from tests.support.sdk_helpers import photos
 
 TRAINING = "/customvision/v3.3/training"
 PREDICTION = "/customvision/v3.0/prediction"

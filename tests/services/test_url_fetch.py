@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.compat.conftest import VeilServer, free_port, make_server
-from tests.compat.http_helpers import TRAINING, ok
 from tests.conftest import dataset_path
+from tests.support.http_helpers import TRAINING, ok
+from tests.support.live_server import VeilServer, free_port, make_server
 
 MAX_BYTES = 100_000
 

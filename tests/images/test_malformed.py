@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from tests.foundation.conftest import TRAINING, Api
+from tests.support.in_process import TRAINING, Api
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from sqlalchemy import select
-from tests.foundation.conftest import TRAINING, Api
+from tests.support.in_process import TRAINING, Api
 
 from veil.security.auth import OPERATOR
 from veil.security.crypto import IntegrityError, KeyShredded

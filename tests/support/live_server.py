@@ -1,4 +1,5 @@
-"""A live `veil serve` subprocess with a fresh data directory, and the official Custom Vision SDK aimed at it.
+"""A live `veil serve` subprocess with a fresh data directory (`make_server`); the `veil_server`, `trainer`,
+`predictor` and `http` fixtures built on it are in tests/conftest.py.
 
 Everything here is real: the CLI creates the keys, the server is a separate process on a free port, and the
 clients are `azure.cognitiveservices.vision.customvision` with msrest credentials as a user writes them.
@@ -9,25 +10,17 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pytest
+from tests.support.in_process import free_port
 
 VEIL = [str(Path(sys.executable).with_name("veil"))]
 START_TIMEOUT_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -111,42 +104,3 @@ def make_server(tmp: Path, **env_extra: str) -> VeilServer:
     if "VEIL_DATABASE_URL" not in env_extra:
         env.pop("VEIL_DATABASE_URL", None)  # the default: SQLite inside the data directory
     return VeilServer(data_dir=data_dir, port=free_port(), env=env)
-
-
-@pytest.fixture(scope="session")
-def veil_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VeilServer]:
-    """One server for the SDK session tests: admin (training) and predictor keys made with the real CLI."""
-    # A short Regular detection budget keeps the suite within minutes (the engine's default is longer).
-    server = make_server(tmp_path_factory.mktemp("compat"), VEIL_REGULAR_TRAINING_MINUTES="1")
-    server.start()
-    server.keys["admin"] = server.create_key("admin")
-    server.keys["predictor"] = server.create_key("predictor")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def trainer(veil_server: VeilServer):  # type: ignore[no-untyped-def]
-    from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
-    from msrest.authentication import ApiKeyCredentials
-
-    credentials = ApiKeyCredentials(in_headers={"Training-key": veil_server.keys["admin"]})
-    return CustomVisionTrainingClient(veil_server.endpoint, credentials)
-
-
-@pytest.fixture(scope="session")
-def predictor(veil_server: VeilServer):  # type: ignore[no-untyped-def]
-    from azure.cognitiveservices.vision.customvision.prediction import CustomVisionPredictionClient
-    from msrest.authentication import ApiKeyCredentials
-
-    credentials = ApiKeyCredentials(in_headers={"Prediction-key": veil_server.keys["predictor"]})
-    return CustomVisionPredictionClient(veil_server.endpoint, credentials)
-
-
-@pytest.fixture()
-def http(veil_server: VeilServer) -> Iterator[httpx.Client]:
-    """Raw HTTP with the admin key as `Training-Key`, for shapes and errors the SDK does not reach."""
-    with httpx.Client(
-        base_url=veil_server.endpoint, headers={"Training-Key": veil_server.keys["admin"]}, timeout=60
-    ) as client:
-        yield client

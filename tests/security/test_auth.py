@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.routing import APIRoute
-from tests.foundation.conftest import TRAINING, Api
+from tests.support.in_process import TRAINING, Api
 
 from veil.api.deps import RequireKey
 from veil.security.auth import OPERATOR, ROLE_PERMISSIONS, Role

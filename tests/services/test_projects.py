@@ -8,8 +8,8 @@ import uuid
 from pathlib import Path
 
 from azure.cognitiveservices.vision.customvision.training.models import CustomVisionErrorCodes
-from tests.foundation.conftest import Api
-from tests.foundation.test_roles import _flat_routes
+from tests.security.test_auth import _flat_routes
+from tests.support.in_process import Api
 
 # POST routes validate their body before any lookup (400); the second test sends them real bodies.
 BODY_FIRST = {"POST"}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from tests.conftest import dataset_path
-from tests.foundation.conftest import TRAINING, Api
+from tests.support.in_process import TRAINING, Api
 
 Box = tuple[int, int, int, int]
 

@@ -18,9 +18,9 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from tests.compat.conftest import VeilServer
-from tests.compat.sdk_helpers import box_of, keep_predictions, pennfudan_boxes, wait_for
 from tests.conftest import dataset_path
+from tests.support.live_server import VeilServer
+from tests.support.sdk_helpers import box_of, keep_predictions, pennfudan_boxes, wait_for
 
 TRAIN_IMAGES = 16  # Custom Vision's minimum is 15 per tag for detection
 HELD_OUT = 3
