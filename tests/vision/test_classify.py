@@ -98,3 +98,17 @@ def test_cancel_stops_training() -> None:
 
     with pytest.raises(TrainingCancelled):
         train(TrainRequest("classify", ants_bees("train", 5), input_size=64), should_cancel=cancel_on_second_poll)
+
+
+def test_a_head_fitted_without_any_image_of_the_last_class_still_scores_every_class() -> None:
+    # A fold or an audit reference model may see no Negative image (the last class): its logits must still have a
+    # column per class, or the audit indexes past them (it did: "index 2 is out of bounds for axis 1 with size 2").
+    from veil.vision.dp_train import LinearHead
+
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(12, 2, 8)).astype(np.float32)  # 12 images, 2 views each
+    targets = np.array([0, 1] * 5 + [2, 2])
+    head = LinearHead(embeddings, targets, multilabel=False, classes=3, budget=None, seed=0)
+    layer = head.fit(range(10))  # none of the last class
+    assert head.logits(layer).shape == (12, 3)
+    assert head.reference_logits(list(range(10)), seed=1).shape == (12, 3)

@@ -101,12 +101,22 @@ def embed(
 
 
 def fit_linear(
-    features: np.ndarray, targets: np.ndarray, multilabel: bool, l2: float = 1e-3, seed: int = 0
+    features: np.ndarray,
+    targets: np.ndarray,
+    multilabel: bool,
+    l2: float = 1e-3,
+    seed: int = 0,
+    classes: int | None = None,
 ) -> nn.Linear:
-    """Logistic regression (softmax or per-tag sigmoid) on embeddings: full-batch L-BFGS, deterministic."""
+    """Logistic regression (softmax or per-tag sigmoid) on embeddings: full-batch L-BFGS, deterministic.
+
+    `classes` fixes the output width: a fold or an audit reference model may see no image of the last class (often
+    the Negative tag), and its outputs must still line up with every class.
+    """
     torch.manual_seed(seed)
     x = torch.from_numpy(features.astype(np.float32))
-    classes = targets.shape[1] if multilabel else int(targets.max()) + 1
+    if classes is None:
+        classes = targets.shape[1] if multilabel else int(targets.max()) + 1
     y = torch.from_numpy(targets.astype(np.float32) if multilabel else targets.astype(np.int64))
     layer = nn.Linear(x.shape[1], classes)
     nn.init.zeros_(layer.weight)

@@ -183,7 +183,11 @@ class LinearHead:
             views = self.embeddings.shape[1]
             features = self.embeddings[chosen].reshape(-1, self.embeddings.shape[2])
             return classify.fit_linear(
-                features, np.repeat(self.targets[chosen], views, axis=0), self.multilabel, seed=seed
+                features,
+                np.repeat(self.targets[chosen], views, axis=0),
+                self.multilabel,
+                seed=seed,
+                classes=self.classes,
             )
         # δ from the whole training set, so every fit (folds, delivered model, references) shares one setting
         layer, self.spent = fit_linear_dp(
