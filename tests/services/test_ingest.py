@@ -195,9 +195,10 @@ def photo() -> tuple[bytes, list[Face]]:
 
 @pytest.fixture(scope="module")
 def photo_url(tmp_path_factory: pytest.TempPathFactory, photo: tuple[bytes, list[Face]]) -> Iterator[str]:
-    """The photo served by an HTTP server on 127.0.0.1 (the server's only allow-listed URL host)."""
+    """The photo served by an HTTP server on 127.0.0.1 (the server's only allow-listed URL host), as bytes of its own:
+    the raw prediction promoted later holds the original bytes, and the same bytes twice are one image (OKDuplicate)."""
     folder = tmp_path_factory.mktemp("www")
-    (folder / "group.jpg").write_bytes(photo[0])
+    (folder / "group.jpg").write_bytes(_copy(photo[0], 4))
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
