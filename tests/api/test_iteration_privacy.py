@@ -62,7 +62,6 @@ def test_same_project_with_and_without_epsilon_8_reports_both(project: tuple[htt
         ({"privacy": "dp", "epsilon": "8", "delta": "0.5"}, "not below 1/N"),
         ({"privacy": "dp"}, "needs epsilon"),
         ({"privacy": "laplace", "epsilon": "8"}, "privacy must be dp"),
-        ({"privacy": "dp", "epsilon": "8", "trainingType": "Advanced"}, "Regular classification only"),
     ],
 )
 def test_bad_privacy_requests_are_400_with_one_line(

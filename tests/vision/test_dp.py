@@ -106,6 +106,80 @@ def test_spent_budget_is_recorded_on_card_and_in_onnx_metadata(iterations: dict[
     assert recorded["sample_rate"] == spent.sample_rate and recorded["max_grad_norm"] == 1.0
 
 
+@pytest.fixture(scope="module")
+def advanced() -> dict[str, TrainResult]:
+    samples = ants_bees("train", 10, skip=60)
+
+    def run(privacy: PrivacyBudget | None) -> TrainResult:
+        # non-private Advanced stops on its budget: 0.01 min = exactly one epoch (it always finishes one)
+        return train(
+            TrainRequest(
+                "classify", samples, advanced=True, seed=5, input_size=96, privacy=privacy, budget_minutes=0.01
+            )
+        )
+
+    return {"plain": run(None), "eps1": run(PrivacyBudget(1.0))}
+
+
+def test_advanced_iteration_trained_with_epsilon_1_differs_and_records_its_budget(
+    advanced: dict[str, TrainResult],
+) -> None:
+    from veil.vision.runtime import load_model
+
+    plain, private = advanced["plain"], advanced["eps1"]
+    assert private.privacy is not None and plain.privacy is not None
+    spent = private.privacy.differential_privacy
+    assert spent is not None and plain.privacy.differential_privacy is None
+    assert 0.95 <= spent.epsilon <= 1.0 and spent.steps > 0 and spent.images == 16  # 20 minus 4 held out
+    assert "fine-tuning the last MBConv stage" in spent.mechanism and private.settings["mode"] == "advanced"
+    assert epsilon_spent("prv", spent.noise_multiplier, spent.sample_rate, spent.steps, spent.delta) == pytest.approx(
+        spent.epsilon, abs=0.02
+    )
+    rgb = [s.rgb() for s in ants_bees("val", 5)]
+    assert not np.allclose(
+        load_model(plain.onnx).probabilities(rgb), load_model(private.onnx).probabilities(rgb), atol=1e-3
+    )
+    assert private.privacy.audit is not None and private.privacy.audit.members == 16  # audited like any iteration
+    metadata = {e.key: e.value for e in onnx.load_from_string(private.onnx).metadata_props}
+    assert json.loads(metadata["veil.privacy"])["differential_privacy"]["epsilon"] == spent.epsilon
+
+
+def test_dp_fine_tuning_trains_the_last_stage_and_leaves_the_rest_as_it_was() -> None:
+    import torch
+
+    from veil.vision import classify
+    from veil.vision.backbone import MEAN, STD, fuse_batch_norm, pretrained_backbone
+    from veil.vision.dp_train import DPFineTuneSettings, fine_tune_dp
+    from veil.vision.runtime import ModelInfo, load_model
+
+    samples = ants_bees("train", 4)
+    info = ModelInfo("classify", ["ants", "bees"], 64, 64, "stretch", MEAN, STD)
+    network = classify.ClassifierNetwork(fuse_batch_norm(pretrained_backbone().eval()), 2, False, normalize=True)
+    before = {name: value.clone() for name, value in network.state_dict().items()}
+    targets = np.array([0 if s.labels == ["ants"] else 1 for s in samples])
+    fine_tune_dp(
+        network, [s.rgb() for s in samples], targets, info, PrivacyBudget(8.0), 1e-2, 0, DPFineTuneSettings(epochs=2)
+    )
+    after = network.state_dict()
+    last = network.backbone.stage_ends[5] + 1
+    tail = [
+        n
+        for n in after
+        if n.startswith(("head.", "backbone._conv_head.weight"))
+        or (n.startswith("backbone._blocks.") and int(n.split(".")[2]) >= last and n.endswith(".weight"))
+    ]
+    frozen = [n for n in after if n not in tail]
+    assert tail and frozen
+    assert all(not torch.equal(before[n], after[n]) for n in tail if not n.startswith("head.bias"))
+    assert all(torch.equal(before[n], after[n]) for n in frozen)
+    # no Opacus hook or per-sample gradient is left on the network that is exported
+    assert not any(m._forward_hooks or m._backward_hooks for m in network.modules())
+    assert all(getattr(p, "grad_sample", None) is None for p in network.parameters())
+    from veil.vision.export import export_onnx
+
+    assert load_model(export_onnx(network, info, ["probabilities"])).probabilities([samples[0].rgb()]).shape == (1, 2)
+
+
 @pytest.mark.parametrize(
     ("budget", "task", "advanced", "message"),
     [
@@ -157,3 +231,55 @@ def test_cli_trains_privately_and_prints_the_privacy_table(tmp_path: Path) -> No
     assert "leakage" in text or "leaks" in text  # the verdict in plain words
     with zipfile.ZipFile(out) as bundle:
         assert json.loads(bundle.read("model_card.json"))["privacy"]["differential_privacy"]["target_epsilon"] == 8
+
+
+def test_each_image_gives_one_clipped_gradient_over_its_views() -> None:
+    # The mechanism as fit_linear_dp runs it: Opacus' per-sample gradients of `_per_image_loss` must be each image's
+    # own gradient (its views averaged), clipped once to C. σ = 0 and plain SGD make the step readable: the update
+    # is −lr · Σ clip(g_i) / B exactly when clipping and the loss scaling are right.
+    import torch
+    from opacus import PrivacyEngine
+
+    from veil.vision.dp_train import _per_image_loss, _ViewsHead
+
+    generator = torch.Generator().manual_seed(0)
+    features = torch.nn.functional.normalize(torch.randn(12, 2, 16, generator=generator), dim=-1) * 3
+    labels = torch.randint(0, 3, (12,), generator=generator)
+    head = _ViewsHead(16, 3)
+    start = {n: p.detach().clone() for n, p in head.named_parameters()}
+    own = []
+    for i in range(12):
+        head.zero_grad()
+        _per_image_loss(head(features[i : i + 1]), labels[i : i + 1], False).sum().backward()
+        own.append(torch.cat([p.grad.flatten() for p in head.parameters()]))  # type: ignore[union-attr]
+    clip = 0.5
+    clipped = torch.stack([g * min(1.0, clip / float(g.norm())) for g in own])
+    assert (torch.stack(own).norm(dim=1) > clip).any()  # the check exercises clipping
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(features, labels), batch_size=12)
+    model, optimizer, _ = PrivacyEngine().make_private(
+        module=head,
+        optimizer=torch.optim.SGD(head.parameters(), lr=1.0),
+        data_loader=loader,
+        noise_multiplier=0.0,
+        max_grad_norm=clip,
+        poisson_sampling=False,
+    )
+    optimizer.zero_grad()
+    (_per_image_loss(model(features), labels, False).sum() / 12).backward()
+    optimizer.step()
+    update = torch.cat([(start[n] - p.detach()).flatten() for n, p in head.named_parameters()])
+    assert torch.allclose(update, clipped.sum(dim=0) / 12, atol=1e-6)
+
+
+def test_recorded_sampling_rate_is_the_rate_opacus_sampled_with() -> None:
+    # 300 images, expected batch 256: Opacus samples at q = 1/⌈300/256⌉ = 0.5, not 256/300; σ is calibrated for
+    # that q and the record says so, so the recorded (σ, q, steps) give back the spent ε.
+    from veil.vision.dp_train import fit_linear_dp
+
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(300, 2, 32)).astype(np.float32)
+    targets = rng.integers(0, 2, 300)
+    _, spent = fit_linear_dp(embeddings, targets, False, 2, PrivacyBudget(8.0), seed=0, delta=1e-4)
+    assert spent.sample_rate == 0.5 and spent.steps == 20
+    assert 7.9 <= epsilon_spent("prv", spent.noise_multiplier, 0.5, 20, 1e-4) <= 8.0
+    assert spent.epsilon == pytest.approx(epsilon_spent("prv", spent.noise_multiplier, 0.5, 20, 1e-4), abs=1e-3)

@@ -14,7 +14,8 @@ or RDP (Mironov 2017) — and the spent ε is read back from that accountant aft
 What ε covers: the weights that are delivered and exported. The ImageNet backbone is public, so its frozen
 embeddings cost no privacy. The held-out metrics come from extra models trained the same way on part of the
 images (and the audit's reference models too); they stay inside the project, visible only to keys that can read
-the images themselves, and are not covered by ε. Detection is not offered (see `UNSUPPORTED`).
+the images themselves, and are not covered by ε. Advanced classification fine-tunes the network's last stage
+with DP-SGD (`veil.vision.dp_train.fine_tune_dp`). Detection is not offered (see `UNSUPPORTED`).
 """
 
 from __future__ import annotations
@@ -34,10 +35,6 @@ UNSUPPORTED = (
     "differential privacy is not available for object detection: the detection loss couples the images of a "
     "batch (anchor assignment and normalisation over all boxes), so per-image gradients, which DP-SGD clips, "
     "are not defined; train a classifier, or detect without --dp-epsilon"
-)
-ADVANCED_UNSUPPORTED = (
-    "differential privacy is available for Regular classification only (a DP linear head on frozen features); "
-    "train without --advanced to train privately"
 )
 
 
@@ -76,8 +73,6 @@ class PrivacyBudget:
             raise PrivacyInputError(f"the clipping norm must be positive, got {self.max_grad_norm:g}")
         if task == "detect":
             raise PrivacyInputError(UNSUPPORTED)
-        if advanced:
-            raise PrivacyInputError(ADVANCED_UNSUPPORTED)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,11 @@ audit attacks exactly the procedure the iteration used.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,6 +26,9 @@ from torch import nn
 
 from veil.vision import classify
 from veil.vision.dp import PrivacyBudget, PrivacySpent, epsilon_spent, noise_multiplier_for
+
+if TYPE_CHECKING:
+    from veil.vision.runtime import ModelInfo
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,14 @@ def _opacus_version() -> str:
     import opacus
 
     return str(opacus.__version__)
+
+
+def poisson_batch(expected: int, images: int) -> tuple[int, float]:
+    """(loader batch size, sampling rate q) as Opacus will sample: `make_private` turns a loader of L batches into
+    Poisson sampling at q = 1/L, so σ is calibrated for exactly that q (not batch/N, which is larger when N is not
+    a multiple of the batch: the accounting would then be loose and the recorded rate wrong)."""
+    batch = min(expected, images)
+    return batch, 1.0 / math.ceil(images / batch)
 
 
 def normalized(features: np.ndarray) -> np.ndarray:
@@ -92,8 +105,7 @@ def fit_linear_dp(
     settings = settings or DPHyperparameters()
     images = len(embeddings)
     delta = budget.delta_for(images) if delta is None else delta
-    batch_size = min(settings.batch_size, images)
-    sample_rate = batch_size / images
+    batch_size, sample_rate = poisson_batch(settings.batch_size, images)
     steps = max(1, round(settings.epochs / sample_rate))
     sigma = noise_multiplier_for(budget, delta, sample_rate, steps)
     torch.manual_seed(seed)
@@ -144,9 +156,9 @@ def fit_linear_dp(
         accountant=budget.accountant,
         max_grad_norm=budget.max_grad_norm,
         noise_multiplier=round(sigma, 5),
-        sample_rate=round(sample_rate, 6),
-        steps=steps,
-        epochs=round(steps * sample_rate, 2),
+        sample_rate=round(recorded_rate, 6),
+        steps=recorded_steps,
+        epochs=round(recorded_steps * recorded_rate, 2),
         images=images,
         mechanism=f"DP-SGD, per-image clipping, Poisson sampling (Opacus {_opacus_version()}) on a linear head "
         "over frozen, L2-normalized embeddings",
@@ -214,3 +226,191 @@ class LinearHead:
     def reference_logits(self, indices: list[int], seed: int) -> np.ndarray:
         """The audit's reference model: the same procedure on `indices`, scored on every image."""
         return self.logits(self.fit(indices, seed))
+
+
+# ---------------------------------------------------------------- Advanced classification: DP fine-tuning
+
+
+@dataclass(frozen=True)
+class DPFineTuneSettings:
+    """DP-SGD settings of Advanced classification's private fine-tuning (the last MBConv stage, the 1×1 head
+    convolution and the linear layer; everything before stays frozen). Chosen on the ants/bees train split."""
+
+    epochs: int = 10
+    batch_size: int = 32  # expected (Poisson) batch; capped at N
+    learning_rate: float = 0.5
+    momentum: float = 0.9
+
+
+class TailNetwork(nn.Module):
+    """The trainable end of a `ClassifierNetwork` whose batch norms are folded into their convolutions
+    (`backbone.fuse_batch_norm`): the last stage's blocks, the 1×1 head convolution, pooling, the linear layer.
+    It shares its modules with the network, so training the tail trains the network that is exported.
+
+    Opacus needs: no batch norm (folded: frozen ImageNet statistics, the folded biases stay frozen as the
+    non-private fine-tuning keeps BN frozen), no in-place activations (its backward hooks see the tensors the
+    forward pass saved), and the modules in training mode when they run (else it records no activations)."""
+
+    def __init__(self, network: classify.ClassifierNetwork) -> None:
+        super().__init__()
+        trunk = network.backbone
+        self.first_block = trunk.stage_ends[5] + 1
+        self.blocks = nn.ModuleList(list(trunk._blocks)[self.first_block :])
+        self.conv_head = trunk._conv_head
+        self.head = network.head
+        self.normalize = network.normalize
+        for module in network.modules():
+            if isinstance(module, nn.ReLU6):
+                module.inplace = False
+        self.act = nn.ReLU6()
+        for name, parameter in self.named_parameters():
+            # folded batch-norm biases (created frozen by fuse_conv_bn_eval) stay frozen; the weights train
+            parameter.requires_grad = name.startswith("head.") or not name.endswith(".bias")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        pooled = self.act(self.conv_head(x)).mean(dim=(2, 3))
+        if self.normalize:
+            pooled = nn.functional.normalize(pooled, dim=1, eps=1e-12)
+        return self.head(pooled)
+
+
+class _FrozenFront(nn.Module):
+    """Everything before the tail (stem and blocks up to the end of the sixth stage), run once per view."""
+
+    def __init__(self, network: classify.ClassifierNetwork, first_block: int) -> None:
+        super().__init__()
+        self.trunk, self.first_block = network.backbone, first_block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        trunk = self.trunk
+        x = trunk._act(trunk._bn0(trunk._conv_stem(trunk._stem_pad(x))))
+        for block in list(trunk._blocks)[: self.first_block]:
+            x = block(x)
+        return x
+
+
+def front_maps(
+    network: classify.ClassifierNetwork,
+    first_block: int,
+    images: Sequence[np.ndarray],
+    info: ModelInfo,
+    should_cancel: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """(images, views, C, H, W): the frozen front's output for each image and its mirror (onnxruntime)."""
+    from veil.vision.backbone import FrozenRunner
+    from veil.vision.runtime import preprocess
+
+    runner = FrozenRunner(_FrozenFront(network, first_block), info.input_height, info.input_width)
+    chunks = []
+    for start in range(0, len(images), 16):
+        if should_cancel and should_cancel():
+            raise classify.TrainingCancelled("training cancelled")
+        views = [
+            preprocess(np.ascontiguousarray(view), info)[0]
+            for rgb in images[start : start + 16]
+            for view in classify.augmentation_views(rgb)
+        ]
+        maps = runner(np.stack(views))
+        chunks.append(maps.reshape(-1, classify.VIEW_COUNT, *maps.shape[1:]))
+    return np.concatenate(chunks)
+
+
+def fine_tune_dp(
+    network: classify.ClassifierNetwork,
+    images: Sequence[np.ndarray],
+    targets: np.ndarray,
+    info: ModelInfo,
+    budget: PrivacyBudget,
+    delta: float,
+    seed: int,
+    settings: DPFineTuneSettings | None = None,
+    on_step: Callable[[float], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> PrivacySpent:
+    """DP-SGD fine-tuning of `network`'s tail (in place; its batch norms must be folded) on every image, for a
+    fixed number of epochs (no early stopping: choosing an epoch on held-out images would spend them too).
+    Each step takes one view (the image or its mirror, drawn independently of the data) per sampled image, so an
+    image contributes one clipped gradient. Returns what the run spent."""
+    from opacus import PrivacyEngine
+    from opacus.validators import ModuleValidator
+
+    settings = settings or DPFineTuneSettings()
+    torch.manual_seed(seed)
+    tail = TailNetwork(network)
+    problems = ModuleValidator.validate(tail, strict=False)
+    if problems:  # a backbone Opacus cannot clip per image: fail loudly rather than train without DP
+        raise RuntimeError(f"the network cannot be trained with Opacus: {problems[0]}")
+    maps = torch.from_numpy(front_maps(network, tail.first_block, images, info, should_cancel))
+    multilabel = network.multilabel
+    labels = torch.from_numpy(targets.astype(np.float32) if multilabel else targets.astype(np.int64))
+    count = len(images)
+    batch_size, sample_rate = poisson_batch(settings.batch_size, count)
+    steps = max(1, round(settings.epochs / sample_rate))
+    sigma = noise_multiplier_for(budget, delta, sample_rate, steps)
+    optimizer = torch.optim.SGD(
+        [p for p in tail.parameters() if p.requires_grad], lr=settings.learning_rate, momentum=settings.momentum
+    )
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(maps, labels),
+        batch_size=batch_size,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    views = torch.Generator().manual_seed(seed + 2)
+    tail.train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # seeded noise on purpose (reproducible with --seed), as in fit_linear_dp
+        engine = PrivacyEngine(accountant=budget.accountant)
+        model, dp_optimizer, dp_loader = engine.make_private(
+            module=tail,
+            optimizer=optimizer,
+            data_loader=loader,
+            noise_multiplier=sigma,
+            max_grad_norm=budget.max_grad_norm,
+            noise_generator=torch.Generator().manual_seed(seed + 1),
+        )
+        done = 0
+        while done < steps:
+            for x, y in dp_loader:
+                if should_cancel and should_cancel():
+                    raise classify.TrainingCancelled("training cancelled")
+                dp_optimizer.zero_grad()
+                if len(x):
+                    chosen = torch.randint(0, x.shape[1], (len(x),), generator=views)
+                    logits = model(x[torch.arange(len(x)), chosen])
+                    loss = (
+                        nn.functional.binary_cross_entropy_with_logits(logits, y.float(), reduction="none").sum(1)
+                        if multilabel
+                        else nn.functional.cross_entropy(logits, y.long(), reduction="none")
+                    )
+                    (loss.sum() / len(x)).backward()
+                    dp_optimizer.step()
+                # an empty Poisson batch (chance e^−B) is skipped: one step fewer than accounted, never more
+                done += 1
+                if on_step:
+                    on_step(done / steps)
+                if done >= steps:
+                    break
+        model.remove_hooks()  # the tail's modules are the exported network's: no Opacus hooks left on them
+    for parameter in network.parameters():
+        parameter.grad_sample = None  # type: ignore[attr-defined]
+        parameter.grad = None
+    network.eval()
+    ((recorded_sigma, recorded_rate, recorded_steps),) = engine.accountant.history
+    spent = epsilon_spent(budget.accountant, recorded_sigma, recorded_rate, recorded_steps, delta)
+    return PrivacySpent(
+        epsilon=round(float(spent), 4),
+        delta=delta,
+        target_epsilon=budget.epsilon,
+        accountant=budget.accountant,
+        max_grad_norm=budget.max_grad_norm,
+        noise_multiplier=round(sigma, 5),
+        sample_rate=round(recorded_rate, 6),
+        steps=recorded_steps,
+        epochs=round(recorded_steps * recorded_rate, 2),
+        images=count,
+        mechanism=f"DP-SGD, per-image clipping, Poisson sampling (Opacus {_opacus_version()}) fine-tuning the last "
+        "MBConv stage, the head convolution and the linear layer (batch norms folded and frozen, earlier layers "
+        "frozen ImageNet weights)",
+    )

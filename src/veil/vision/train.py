@@ -369,6 +369,8 @@ def _train_classification_advanced(
     progress: ProgressCallback | None,
     should_cancel: Callable[[], bool] | None,
 ) -> TrainResult:
+    if request.privacy is not None:
+        return _train_classification_advanced_dp(request, request.privacy, samples, labels, progress, should_cancel)
     stages = {"loading": (0.0, 0.05), "fine-tuning": (0.05, 0.85), "export": (0.85, 0.88), "audit": (0.88, 1.0)}
     report = _Reporter(progress, stages)
     classes = _class_names(request, labels)
@@ -420,6 +422,78 @@ def _train_classification_advanced(
     result.training_curve = training_curve_png(history.epochs, history.train_loss, history.validation_score, "accuracy")
     report("audit", 1.0)
     return result
+
+
+def _train_classification_advanced_dp(
+    request: TrainRequest,
+    budget: PrivacyBudget,
+    samples: list[Sample],
+    labels: list[str],
+    progress: ProgressCallback | None,
+    should_cancel: Callable[[], bool] | None,
+) -> TrainResult:
+    """Advanced classification with differential privacy: DP-SGD fine-tuning of the network's last stage
+    (veil.vision.dp_train.fine_tune_dp) on every non-held-out image for a fixed number of epochs, batch norms
+    folded into their convolutions (frozen ImageNet statistics, as Opacus requires)."""
+    from veil.vision.backbone import fuse_batch_norm
+    from veil.vision.dp_train import fine_tune_dp
+
+    stages = {"loading": (0.0, 0.1), "fine-tuning": (0.1, 0.85), "export": (0.85, 0.88), "audit": (0.88, 1.0)}
+    report = _Reporter(progress, stages)
+    classes = _class_names(request, labels)
+    info = _classifier_info(request, classes)
+    multilabel = request.task == "multilabel"
+    plan = _plan(request, samples, kfold_below=0)
+    held_out = plan.folds[0]
+    training = plan.train_indices(0, len(samples))
+    report("loading", 0.0)
+    images = [_downsized(s.rgb(), info.input_width) for s in samples]
+    targets = _targets(request, samples, classes)
+    network = classify.ClassifierNetwork(
+        fuse_batch_norm(pretrained_backbone(_backbone(request)).eval()), len(classes), multilabel, normalize=True
+    )
+    _zero_head(network)
+    spent = fine_tune_dp(
+        network,
+        [images[i] for i in training],
+        targets[training],
+        info,
+        budget,
+        budget.delta_for(len(samples)),
+        request.seed,
+        on_step=lambda fraction: report("fine-tuning", fraction),
+        should_cancel=should_cancel,
+    )
+    report("export", 0.0)
+    onnx_bytes = export_onnx(network, info, ["probabilities"])
+    model = load_model(onnx_bytes)
+    rows = model.probabilities([images[i] for i in held_out])
+    results = [_classification_result(samples[i], 0, classes, row) for i, row in zip(held_out, rows, strict=True)]
+    evaluation = Evaluation(request.task, plan.method, classes, results, request.negative_tag)
+    settings = {
+        "mode": "advanced",
+        "method": f"{_backbone(request)} with its last stage fine-tuned by DP-SGD (batch norms folded, image + "
+        "mirror, L2-normalized embedding)",
+        "input_size": info.input_width,
+        "seed": request.seed,
+        "epochs": spent.epochs,
+    }
+    report("export", 1.0)
+    audit = None
+    if request.audit:
+        audit = _audit_fine_tuned(request, model, images, targets, training, held_out, info, report, should_cancel)
+    result = _finish(request, samples, onnx_bytes, info, evaluation, settings, PrivacyReport(spent, audit))
+    report("audit", 1.0)
+    return result
+
+
+def _zero_head(network: classify.ClassifierNetwork) -> None:
+    """A zero linear layer: DP-SGD starts from "no opinion" (a random head would add noise of its own)."""
+    import torch
+
+    with torch.no_grad():
+        network.head.weight.zero_()
+        network.head.bias.zero_()
 
 
 def _audit_fine_tuned(

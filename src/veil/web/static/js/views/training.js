@@ -75,7 +75,7 @@ function renderTrainForm(panel, project, onStarted) {
   const privacyRow = project.isDetection
     ? null
     : h("div", {},
-        h("label", { class: "inline-field" }, private_, " Differential privacy (Regular only): bound what the model reveals about any one image"),
+        h("label", { class: "inline-field" }, private_, " Differential privacy: bound what the model reveals about any one image"),
         epsilonRow);
   const message = h("div");
   const submit = h("button", { type: "submit", class: "primary", id: "train-button" }, "Train");
