@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.conftest import dataset_path
-from tests.portal.harness import TRAINING, Server, sign_in
+from tests.portal.harness import TRAINING, Server, open_portal, sign_in
 
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed in the venv")
 from playwright.sync_api import Page, expect
@@ -62,10 +62,7 @@ def api(veil_server: Server) -> Iterator[Api]:
     client.client.close()
 
 
-def _open(page: Page, server: Server, hash_: str) -> None:
-    sign_in(page, server, server.admin_key)
-    page.locator("h1:has-text('Projects')").wait_for()
-    page.goto(f"{server.url}/portal/{hash_}")
+_open = open_portal
 
 
 def test_bulk_tagging_untagged_photos(page: Page, veil_server: Server, api: Api) -> None:

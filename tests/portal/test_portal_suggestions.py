@@ -7,14 +7,12 @@ The labelled photos and the training are set up through the REST API (tested els
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from tests.conftest import dataset_path
-from tests.portal.harness import TRAINING, Server, sign_in
+from tests.portal.harness import TRAINING, Server, ants_bees_project, sign_in, train_and_wait, training_client, upload
 
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed in the venv")
 from playwright.sync_api import Page, expect
@@ -24,33 +22,18 @@ pytestmark = pytest.mark.browser
 DETECTION_DOMAIN = "da2e3a8a-40a5-4171-82f4-58522f70fbc1"
 
 
-def _upload(client: httpx.Client, project_id: str, photos: list[Path], tag_id: str | None = None) -> list[str]:
-    files = [("imageData", (p.name, p.read_bytes(), "application/octet-stream")) for p in photos]
-    params = {"tagIds": tag_id} if tag_id else {}
-    response = client.post(f"/projects/{project_id}/images", params=params, files=files)
-    assert response.status_code == 200, response.text
-    return [r["image"]["id"] for r in response.json()["images"]]
-
-
 @pytest.fixture
 def trained(veil_server: Server) -> Iterator[tuple[httpx.Client, str, dict[str, str]]]:
     """Ants/bees: 6 labelled photos a class, a Regular iteration, then 6 unseen photos uploaded untagged;
     yields the client, the project and each untagged image's true tag id."""
-    client = httpx.Client(base_url=veil_server.url + TRAINING, headers=veil_server.admin_headers, timeout=60)
-    project_id = client.post("/projects", params={"name": "Smart labeler"}).json()["id"]
+    client = training_client(veil_server)
+    project_id = ants_bees_project(client, "Smart labeler", per_tag=6)
     truth: dict[str, str] = {}
-    for tag in ("ants", "bees"):
-        tag_id = client.post(f"/projects/{project_id}/tags", params={"name": tag}).json()["id"]
-        _upload(client, project_id, sorted((dataset_path("ants-bees") / "train" / tag).glob("*.jpg"))[:6], tag_id)
-    iteration = client.post(f"/projects/{project_id}/train", params={"backbone": "lite0"}).json()
-    deadline = time.monotonic() + 300
-    while client.get(f"/projects/{project_id}/iterations/{iteration['id']}").json()["status"] == "Training":
-        assert time.monotonic() < deadline, "training did not finish"
-        time.sleep(1)
+    train_and_wait(client, project_id, backbone="lite0")
     tags = {t["name"]: t["id"] for t in client.get(f"/projects/{project_id}/tags").json()}
     for tag in ("ants", "bees"):
         unseen = sorted((dataset_path("ants-bees") / "val" / tag).glob("*.jpg"))[:3]
-        truth.update(dict.fromkeys(_upload(client, project_id, unseen), tags[tag]))
+        truth.update(dict.fromkeys(upload(client, project_id, unseen), tags[tag]))
     try:
         yield client, project_id, truth
     finally:
@@ -94,7 +77,7 @@ def test_box_editor_adds_a_proposed_box_in_one_click(page: Page, veil_server: Se
     try:
         client.post(f"/projects/{project_id}/tags", params={"name": "person"}).raise_for_status()
         photo = sorted((dataset_path("pedestrians-det") / "PennFudanPed" / "PNGImages").glob("*.png"))[0]
-        [image_id] = _upload(client, project_id, [photo])
+        [image_id] = upload(client, project_id, [photo])
         sign_in(page, veil_server, veil_server.admin_key)
         page.locator("h1:has-text('Projects')").wait_for()
         page.goto(f"{veil_server.url}/portal/#/projects/{project_id}/images")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from tests.conftest import dataset_path
-from tests.portal.harness import TRAINING, Server, sign_in
+from tests.portal.harness import Server, ants_bees_project, open_portal, training_client
 
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed in the venv")
 from playwright.sync_api import Page, expect
@@ -21,14 +21,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def tagged_project(veil_server: Server) -> Iterator[tuple[httpx.Client, str]]:
     """An ants/bees project with the minimum five tagged photos per tag."""
-    client = httpx.Client(base_url=veil_server.url + TRAINING, headers=veil_server.admin_headers, timeout=60)
-    project_id = client.post("/projects", params={"name": "Portal training"}).json()["id"]
-    for tag in ("ants", "bees"):
-        tag_id = client.post(f"/projects/{project_id}/tags", params={"name": tag}).json()["id"]
-        photos = sorted((dataset_path("ants-bees") / "train" / tag).glob("*.jpg"))[:5]
-        files = [("imageData", (p.name, p.read_bytes(), "application/octet-stream")) for p in photos]
-        uploaded = client.post(f"/projects/{project_id}/images", params={"tagIds": tag_id}, files=files)
-        assert uploaded.status_code == 200, uploaded.text
+    client = training_client(veil_server)
+    project_id = ants_bees_project(client, "Portal training", per_tag=5)
     try:
         yield client, project_id
     finally:
@@ -40,9 +34,7 @@ def test_train_publish_and_quick_test(
     page: Page, veil_server: Server, tagged_project: tuple[httpx.Client, str]
 ) -> None:
     client, project_id = tagged_project
-    sign_in(page, veil_server, veil_server.admin_key)
-    page.locator("h1:has-text('Projects')").wait_for()
-    page.goto(f"{veil_server.url}/portal/#/projects/{project_id}/train")
+    open_portal(page, veil_server, f"#/projects/{project_id}/train")
     expect(page.locator("#readiness")).to_contain_text("ants: 5 image(s)")
     page.select_option("select[name=backbone]", "efficientnet-lite0")
     page.click("#train-button")

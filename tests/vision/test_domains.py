@@ -9,7 +9,6 @@ import pytest
 from azure.cognitiveservices.vision.customvision.training.models import DomainType, ExportPlatform
 
 from veil.vision.domains import (
-    BUILT_PLATFORMS,
     DEFAULT_CLASSIFICATION_DOMAIN_ID,
     DEFAULT_DETECTION_DOMAIN_ID,
     DOMAINS,
@@ -17,6 +16,7 @@ from veil.vision.domains import (
     export_platforms,
     find_domain,
 )
+from veil.vision.export_formats import FORMATS, UnsupportedExport, exportable_platforms, find_format
 from veil.vision.variants import VARIANTS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,13 +58,35 @@ def test_ids_are_unique_lowercase_guids_and_types_are_the_sdks() -> None:
 
 def test_only_compact_domains_are_exportable_and_only_to_sdk_platforms() -> None:
     sdk_platforms = {p.value for p in ExportPlatform}
-    assert set(BUILT_PLATFORMS) <= sdk_platforms
+    assert {fmt.platform for fmt in FORMATS} <= sdk_platforms
     for domain in DOMAINS:
         assert domain.exportable == ("(compact)" in domain.name), domain.name
         platforms = export_platforms(domain)
         assert bool(platforms) == domain.exportable
-        assert all(can_export(domain.id, p) == domain.exportable for p in BUILT_PLATFORMS)
+        assert all(can_export(domain.id, p) == domain.exportable for p in exportable_platforms(domain.task))
     assert not can_export("00000000-0000-0000-0000-000000000000", "ONNX")
+
+
+def test_a_domain_lists_a_platform_only_when_its_converter_takes_the_domains_task() -> None:
+    """What `exportableTo` lists is what `find_format` accepts for the task, and nothing it refuses."""
+    for domain in DOMAINS:
+        if not domain.exportable:
+            continue
+        for fmt in FORMATS:
+            listed = fmt.platform in export_platforms(domain)
+            try:
+                find_format(fmt.platform, fmt.flavor, domain.task)
+            except UnsupportedExport:
+                assert not listed or any(other.platform == fmt.platform and other is not fmt for other in FORMATS), (
+                    domain.name,
+                    fmt.key,
+                )
+            else:
+                assert listed, (domain.name, fmt.key)
+    detector = next(d for d in DOMAINS if d.is_detection and d.exportable)
+    assert "TensorFlow" not in export_platforms(detector)  # TensorFlow Lite converts classifiers only
+    with pytest.raises(UnsupportedExport, match="classification models only"):
+        find_format("TensorFlow", "TensorFlowLite", "detect")
 
 
 def test_every_domain_maps_to_a_trainable_network() -> None:

@@ -1,5 +1,5 @@
 """Operator commands on a data directory: `veil audit verify`, `veil purge` (retention now) and `veil export`
-(a trained model out of the encrypted store, as the ONNX bundle the API's export gives)."""
+(a trained model out of the encrypted store: Veil's ONNX bundle, or any format the API's export gives)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from veil.cli.server import DataDirOption, console, fail, one_line_errors, open_context
+from veil.cli.server import DataDirOption, console, err_console, fail, one_line_errors, open_context
 from veil.security import audit
 
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
@@ -60,24 +61,56 @@ def purge(data_dir: DataDirOption = None) -> None:
 
 def export(
     project: Annotated[str, typer.Argument(help="Project id.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the bundle (.zip).")] = Path("model.zip"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the zip.")] = Path("model.zip"),
     iteration: Annotated[
         str | None, typer.Option(help="Iteration id, name or publish name (default: the newest trained).")
     ] = None,
+    platform: Annotated[
+        str | None,
+        typer.Option(
+            help="Azure's export platform: ONNX, OpenVino, TensorFlow, CoreML, DockerFile (default: "
+            "Veil's own ONNX bundle, for veil predict and the edge)."
+        ),
+    ] = None,
+    flavor: Annotated[
+        str | None,
+        typer.Option(
+            help="The platform's flavor: OnnxFloat16, Veil (ONNX); TensorFlowLite, TensorFlowLiteInt8 "
+            "(TensorFlow); Linux (DockerFile). Default: the platform's own."
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Write a trained iteration's model bundle (ONNX + labels + model card) for `veil predict` or any
-    onnxruntime; the read is audited."""
+    """Write a trained iteration's export: by default Veil's bundle (ONNX + labels + model card) for `veil predict`
+    or any onnxruntime; with --platform, Azure's layout of that format (docs/EXPORTS.md). The read is audited and
+    the export is listed by the API's getExports."""
+    from veil.jobs.handlers import JobCancelled
     from veil.security.auth import OPERATOR
-    from veil.services.exports import export_bundle
+    from veil.services.exports import VEIL_FLAVOR, export_now
 
+    if platform is None and flavor is not None:
+        fail("--flavor needs --platform", 2)
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
     with one_line_errors():
         ctx = open_context(data_dir)
-        bundle, _name = export_bundle(ctx, OPERATOR, project, iteration)
+        with Progress(*columns, console=err_console, transient=True) as bar:
+            task = bar.add_task("exporting", total=100)
+
+            def show(stage: str, percent: float) -> None:
+                bar.update(task, completed=percent, description=stage)
+
+            try:
+                bundle, _name = export_now(
+                    ctx, OPERATOR, project, iteration, platform or "ONNX", flavor if platform else VEIL_FLAVOR, show
+                )
+            except (JobCancelled, KeyboardInterrupt):
+                fail("export cancelled", 1)
+            except (ImportError, RuntimeError, MemoryError) as exc:  # a converter's own failure
+                fail(f"export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", 1)
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(out.name + ".partial")
         partial.write_bytes(bundle)
-        partial.replace(out)  # never a half-written bundle under the final name
+        partial.replace(out)  # never a half-written zip under the final name
     console.print(f"wrote {out} ({len(bundle) / 1e6:.1f} MB)", highlight=False, soft_wrap=True)
 
 

@@ -49,6 +49,7 @@ class JobHandler(Protocol):
 # kind → "module:attribute" of a JobHandler instance.
 HANDLERS: dict[str, str] = {
     "train": "veil.services.training:TRAINING_JOB",
+    "export": "veil.services.exports:EXPORT_JOB",
 }
 
 

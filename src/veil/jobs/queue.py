@@ -90,13 +90,44 @@ def enqueue(db: Database, kind: str, project_id: str | None = None, payload: dic
         return enqueue_in(session, kind, project_id, payload)
 
 
-def enqueue_in(session: Session, kind: str, project_id: str | None, payload: dict[str, Any] | None) -> str:
+def enqueue_in(
+    session: Session,
+    kind: str,
+    project_id: str | None,
+    payload: dict[str, Any] | None,
+    claimed_by: str | None = None,
+) -> str:
     """Queue a job in the caller's transaction: what it works on (an iteration) and the job appear together or
-    not at all."""
+    not at all. With `claimed_by` (`host:pid`), the job starts out running, held by that process, which runs it
+    itself (no worker ever sees it queued; if that process dies, recovery requeues it for a worker)."""
     job = Job(kind=kind, project_id=project_id, payload=payload or {}, status="queued")
+    if claimed_by:
+        _mark_running(job, claimed_by)
     session.add(job)
     session.flush()
     return job.id
+
+
+def newest_by_payload_in(
+    session: Session, kind: str, project_id: str, key: str, values: list[str]
+) -> dict[str, JobView]:
+    """The newest job of `kind` in a project per value of `payload[key]` (e.g. each export's job)."""
+    wanted = set(values)
+    if not wanted:
+        return {}
+    rows = session.scalars(select(Job).where(Job.kind == kind, Job.project_id == project_id).order_by(Job.created))
+    return {str(job.payload[key]): _view(job) for job in rows if (job.payload or {}).get(key) in wanted}
+
+
+def cancel_by_payload_in(session: Session, kind: str, project_id: str, key: str, value: str) -> None:
+    """Ask every unfinished job of `kind` whose `payload[key]` is `value` to stop (e.g. an iteration's exports
+    when it is deleted)."""
+    rows = session.scalars(
+        select(Job).where(Job.kind == kind, Job.project_id == project_id, Job.status.in_(("queued", "running")))
+    )
+    for job in rows:
+        if (job.payload or {}).get(key) == value:
+            request_cancel_in(session, job.id)
 
 
 def load(db: Database, job_id: str) -> JobView:

@@ -73,6 +73,8 @@ def delete_iteration(ctx: AppContext, actor: Principal, project_id: str, iterati
             raise InvalidInput("the iteration is published; unpublish it first", code="BadRequestIterationIsPublished")
         if iteration.status == TRAINING and iteration.job_id:
             queue.request_cancel_in(session, iteration.job_id)
+        # A running export's zip would have no row to go to.
+        queue.cancel_by_payload_in(session, "export", project_id, "iteration_id", iteration.id)
         blob_ids = _artifact_blob_ids(iteration)
         blob_ids += [b for b in session.scalars(select(Export.blob_id).where(Export.iteration_id == iteration.id)) if b]
         session.execute(delete(Export).where(Export.iteration_id == iteration.id))

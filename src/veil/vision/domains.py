@@ -18,7 +18,10 @@ domain changes is the network size and input side, chosen to honour what Azure p
 
 Exportability follows Azure: only compact domains export ("Custom Vision Service only exports projects with
 compact domains"). `export_platforms()` is the one answer to "which formats can an iteration of this domain be
-exported to" — `get_domains`, an iteration's `exportableTo` and the export route all ask it.
+exported to" — `get_domains`, an iteration's `exportableTo` and the export route all ask it; it lists what the
+converters installed here really build for the domain's task (`veil.vision.export_formats`: TensorFlow Lite is
+for classifiers only, so detection domains do not list `TensorFlow`). Veil's native ONNX (flavor `Veil`, for
+`veil predict` and the edge) is an extension every trained iteration exports, compact or not.
 
 Torch-free, so the API validates a domain without loading the training stack.
 """
@@ -28,13 +31,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from veil.vision.export_formats import exportable_platforms
+
 DomainType = Literal["Classification", "ObjectDetection"]
 CLASSIFICATION: DomainType = "Classification"
 OBJECT_DETECTION: DomainType = "ObjectDetection"
-
-# The export platforms Veil builds (Custom Vision's `ExportPlatform` values). The exports code adds a platform
-# here when it can build it; a compact domain exports to every one of them.
-BUILT_PLATFORMS: tuple[str, ...] = ("ONNX",)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,11 @@ class Domain:
     @property
     def is_detection(self) -> bool:
         return self.type == OBJECT_DETECTION
+
+    @property
+    def task(self) -> str:
+        """The model task the export formats are listed by (multilabel exports as multiclass does)."""
+        return "detect" if self.is_detection else "classify"
 
 
 def _classifier(domain_id: str, name: str, backbone: str, size: int, description: str) -> Domain:
@@ -164,8 +170,10 @@ def find_domain(domain_id: str) -> Domain | None:
 
 
 def export_platforms(domain: Domain) -> tuple[str, ...]:
-    """The platforms an iteration trained on `domain` exports to: none unless it is compact (as on Azure)."""
-    return BUILT_PLATFORMS if domain.exportable else ()
+    """The platforms (Custom Vision `ExportPlatform` names) an iteration trained on `domain` exports to: none
+    unless it is compact (as on Azure), else every platform whose converter is installed and takes the domain's
+    task."""
+    return tuple(exportable_platforms(domain.task)) if domain.exportable else ()
 
 
 def can_export(domain_id: str, platform: str) -> bool:

@@ -1,4 +1,5 @@
-"""Exports of a trained iteration: list and start (the bundle downloads from `/veil/v1`, see veil/exports.py)."""
+"""Exports of a trained iteration: start (a job; answers `Exporting` at once, as Azure does) and list (status,
+progress, `downloadUri` once done — the zip downloads from `/veil/v1`, see veil/exports.py)."""
 
 from __future__ import annotations
 
@@ -36,5 +37,5 @@ def export_iteration(
     platform: str = Query(...),
     flavor: str | None = None,
 ) -> ExportOut:
-    view = export_service.export_iteration(ctx, principal, projectId, iterationId, platform, flavor)
+    view = export_service.start_export(ctx, principal, projectId, iterationId, platform, flavor)
     return export_out(view, base_url, projectId)

@@ -5,15 +5,12 @@
     artifact = export_model(onnx_bytes, "TensorFlow", "TensorFlowLite")
     artifact.filename, artifact.data                                  # "model-onnx.zip", zip bytes
 
-Each format is a (platform, flavor) pair with Azure's names (`ExportPlatform`/flavors of Custom Vision's
-Training API 3.3) plus Veil's own flavors (`Veil`: the native graph `veil predict` and the edge pipeline load;
-`TensorFlowLiteInt8`). A format is offered only where its converter is installed (`available_formats`), so
-`exportableTo` can tell the truth on every installation. Formats and layouts: docs/EXPORTS.md.
+The formats (Azure's platform/flavor names, Veil's own flavors, which converter each needs) are the torch- and
+onnx-free table of `veil.vision.export_formats`, re-exported here. Formats and layouts: docs/EXPORTS.md.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import zipfile
@@ -23,56 +20,30 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from veil.vision.export_formats import (
+    FORMATS,
+    ExportFormat,
+    UnsupportedExport,
+    archive_name,
+    available_formats,
+    exportable_platforms,
+    find_format,
+)
 from veil.vision.exports.azure_layout import azure_layout, read_veil_model
 from veil.vision.runtime import ModelInfo
 
 CLASSIFICATION, DETECTION = "Classification", "ObjectDetection"
-
-
-class UnsupportedExport(ValueError):
-    """The platform/flavor is unknown, does not fit the model's task, or its converter is not installed."""
-
-
-@dataclass(frozen=True)
-class ExportFormat:
-    platform: str
-    flavor: str | None
-    title: str
-    needs: tuple[str, ...] = ()  # importable modules the conversion needs (an optional install)
-    tasks: tuple[str, ...] = ("classify", "multilabel", "detect")
-
-    @property
-    def key(self) -> str:
-        return f"{self.platform}/{self.flavor}" if self.flavor else self.platform
-
-    def installed(self) -> bool:
-        return all(importlib.util.find_spec(module) is not None for module in self.needs)
-
-
-FORMATS: tuple[ExportFormat, ...] = (
-    ExportFormat("ONNX", None, "ONNX, Azure's compact-domain layout"),
-    ExportFormat("ONNX", "OnnxFloat16", "ONNX float16, Azure's layout"),
-    ExportFormat("ONNX", "Veil", "ONNX, Veil's native graph (veil predict, edge)"),
-    ExportFormat("OpenVino", None, "OpenVINO IR", needs=("openvino",)),
-    # TensorFlow Lite: classifiers only for now — onnx2torch's Slice reads its bounds at run time, which
-    # torch.export (under litert-torch) cannot trace in the detector's graph (docs/EXPORTS.md).
-    ExportFormat(
-        "TensorFlow",
-        "TensorFlowLite",
-        "TensorFlow Lite float32",
-        needs=("litert_torch", "onnx2torch"),
-        tasks=("classify", "multilabel"),
-    ),
-    ExportFormat(
-        "TensorFlow",
-        "TensorFlowLiteInt8",
-        "TensorFlow Lite int8",
-        needs=("litert_torch", "onnx2torch", "ai_edge_quantizer"),
-        tasks=("classify", "multilabel"),
-    ),
-    ExportFormat("CoreML", None, "Core ML", needs=("coremltools", "onnx2torch")),
-    ExportFormat("DockerFile", "Linux", "Docker build context (Linux)"),
-)
+__all__ = [
+    "FORMATS",
+    "ExportArtifact",
+    "ExportFormat",
+    "ExportOptions",
+    "UnsupportedExport",
+    "available_formats",
+    "export_model",
+    "exportable_platforms",
+    "find_format",
+]
 
 
 @dataclass(frozen=True)
@@ -80,35 +51,6 @@ class ExportArtifact:
     filename: str
     data: bytes
     format: ExportFormat
-
-
-def available_formats(task: str | None = None) -> list[ExportFormat]:
-    """The formats this installation can produce for a model of `task` (any task when None). Every domain and
-    backbone exports alike: Veil's networks are all EfficientNet-Lite graphs made of portable operators."""
-    return [fmt for fmt in FORMATS if fmt.installed() and (task is None or task in fmt.tasks)]
-
-
-def exportable_platforms(task: str | None = None) -> list[str]:
-    """Azure platform names (`exportableTo`, `exportablePlatforms`) this installation can produce for `task`."""
-    return list(dict.fromkeys(fmt.platform for fmt in available_formats(task)))
-
-
-def find_format(platform: str, flavor: str | None = None, task: str | None = None) -> ExportFormat:
-    """The format for Azure's `platform`/`flavor` names (case-insensitive); raises `UnsupportedExport`."""
-    wanted = (platform.lower(), (flavor or "").lower())
-    if wanted == ("dockerfile", ""):
-        wanted = ("dockerfile", "linux")
-    for fmt in FORMATS:
-        if (fmt.platform.lower(), (fmt.flavor or "").lower()) == wanted:
-            if not fmt.installed():
-                raise UnsupportedExport(
-                    f"{fmt.title} needs {', '.join(fmt.needs)}, not installed here; install Veil with `make install`"
-                )
-            if task is not None and task not in fmt.tasks:
-                raise UnsupportedExport(f"{fmt.title} export is available for {' and '.join(fmt.tasks)} models only")
-            return fmt
-    offered = ", ".join(fmt.key for fmt in FORMATS)
-    raise UnsupportedExport(f"unknown export platform/flavor {platform!r}/{flavor!r}; Veil exports {offered}")
 
 
 def domain_type(info: ModelInfo) -> str:
@@ -233,5 +175,4 @@ def export_model(
     fmt = find_format(platform, flavor, info.task)
     files = _BUILDERS[fmt.key](onnx_bytes, info, fmt, options or ExportOptions())
     files.update(extra_files or {})
-    name = fmt.key.lower().replace("/", "-")
-    return ExportArtifact(f"model-{name}.zip", zip_files(files), fmt)
+    return ExportArtifact(f"model-{archive_name(fmt)}", zip_files(files), fmt)

@@ -1,4 +1,5 @@
-// One iteration: performance at an adjustable threshold, plots, publish/unpublish, ONNX export.
+// One iteration: performance at an adjustable threshold, plots, publish/unpublish, the Export menu (every format
+// the iteration exports to, run as jobs with progress, cancel and download).
 import { del, get, post, request, tr, veil } from "../api.js";
 import { badge, confirmDialog, errorBox, fill, h, percent, spinner, timeAgo, toast } from "../dom.js";
 import { progressBar } from "../jobs.js";
@@ -459,8 +460,32 @@ function defaultPublishName(iteration) {
   return iteration.name.replace(/[^A-Za-z0-9_\-.]+/g, "");
 }
 
+// The formats the Export menu offers, by the API's platform/flavor names (docs/EXPORTS.md). A platform shows only
+// when the iteration's `exportableTo` lists it (compact domains; what the converters build for its task); Veil's
+// own ONNX bundle exports from every trained iteration.
+const EXPORT_FORMATS = [
+  { platform: "ONNX", flavor: null, label: "ONNX (Azure's layout)" },
+  { platform: "ONNX", flavor: "OnnxFloat16", label: "ONNX float16" },
+  { platform: "OpenVino", flavor: null, label: "OpenVINO IR" },
+  { platform: "TensorFlow", flavor: "TensorFlowLite", label: "TensorFlow Lite" },
+  { platform: "TensorFlow", flavor: "TensorFlowLiteInt8", label: "TensorFlow Lite int8" },
+  { platform: "CoreML", flavor: null, label: "Core ML" },
+  { platform: "DockerFile", flavor: "Linux", label: "Docker (Linux)" },
+  { platform: "ONNX", flavor: "Veil", label: "Veil ONNX (veil predict, edge)" },
+];
+
+function exportFormats(iteration) {
+  const platforms = new Set(iteration.exportableTo || []);
+  return EXPORT_FORMATS.filter((f) => f.flavor === "Veil" || platforms.has(f.platform));
+}
+
+function formatLabel(x) {
+  const known = EXPORT_FORMATS.find((f) => f.platform === x.platform && (f.flavor || null) === (x.flavor || null));
+  return known ? known.label : [x.platform, x.flavor].filter(Boolean).join(" · ");
+}
+
 function renderExport(panel, page, project, iteration) {
-  const list = h("div", {}, spinner("Loading exports…"));
+  const list = h("div", { id: "export-list" }, spinner("Loading exports…"));
   let timer = null;
   page.onLeave(() => clearTimeout(timer));
 
@@ -481,13 +506,15 @@ function renderExport(panel, page, project, iteration) {
   function exportRow(x) {
     const row = h(
       "div",
-      { class: "row between export-row" },
-      h("span", {}, h("strong", {}, x.platform), x.flavor ? ` · ${x.flavor}` : "", " "),
+      { class: "row between export-row", "data-platform": x.platform, "data-flavor": x.flavor || "" },
+      h("span", {}, h("strong", {}, formatLabel(x)), " "),
       badge(x.status),
       x.status === "Done" && x.downloadUri ? h("button", { class: "primary small", onclick: () => download(x) }, "Download") : null,
+      x.status === "Exporting" ? h("button", { class: "ghost small", onclick: () => cancel(x) }, "Cancel") : null,
     );
-    // The export route reports no percent; an indeterminate bar says it is still working.
-    return x.status === "Exporting" ? [row, progressBar({ stage: "exporting" })] : row;
+    if (x.status === "Exporting") return h("div", { class: "export-item" }, row, progressBar({ stage: x.stage || "waiting for a worker", percent: x.percent }));
+    if (x.status === "Failed") return h("div", { class: "export-item" }, row, h("p", { class: "small error-text export-error" }, x.errorDetails || "failed"));
+    return h("div", { class: "export-item" }, row);
   }
 
   async function download(x) {
@@ -495,7 +522,7 @@ function renderExport(panel, page, project, iteration) {
       const response = await request("GET", x.downloadUri, { as: "response" });
       const blob = await response.blob();
       const url = URL.createObjectURL(blob);
-      const link = h("a", { href: url, download: filenameOf(response) || `${project.name}-${iteration.name}.onnx` });
+      const link = h("a", { href: url, download: filenameOf(response) || `${project.name}-${iteration.name}.zip` });
       document.body.append(link);
       link.click();
       link.remove();
@@ -505,9 +532,28 @@ function renderExport(panel, page, project, iteration) {
     }
   }
 
-  async function startExport() {
+  async function cancel(x) {
     try {
-      await post(tr`projects/${project.id}/iterations/${iteration.id}/export`, { query: { platform: "ONNX" } });
+      await post(veil`projects/${project.id}/exports/${x.id}/cancel`);
+      await refresh();
+    } catch (err) {
+      toast(err.message, "error");
+    }
+  }
+
+  const formats = exportFormats(iteration);
+  const select = h(
+    "select",
+    { id: "export-format", name: "format", "aria-label": "Export format" },
+    formats.map((f, i) => h("option", { value: String(i) }, f.label)),
+  );
+
+  async function startExport() {
+    const chosen = formats[Number(select.value)];
+    const query = { platform: chosen.platform };
+    if (chosen.flavor) query.flavor = chosen.flavor;
+    try {
+      await post(tr`projects/${project.id}/iterations/${iteration.id}/export`, { query });
       await refresh();
     } catch (err) {
       toast(err.message, "error");
@@ -517,9 +563,16 @@ function renderExport(panel, page, project, iteration) {
   fill(
     panel,
     h("h2", {}, "Export"),
-    h("p", { class: "muted small" }, "ONNX with the preprocessing in its metadata; runs offline with ", h("code", {}, "veil predict --model"), "."),
+    h(
+      "p",
+      { class: "muted small" },
+      iteration.exportable
+        ? "Azure's export formats (compact domain) or Veil's own ONNX; "
+        : "Azure's formats need a compact domain; Veil's own ONNX runs offline with ",
+      iteration.exportable ? "the export runs in the background." : h("code", {}, "veil predict --model"),
+    ),
+    h("div", { class: "row" }, select, h("button", { onclick: startExport, id: "export-start" }, "Export")),
     list,
-    h("button", { onclick: startExport, id: "export-onnx" }, "Export ONNX"),
   );
   refresh();
 }
