@@ -44,14 +44,14 @@ def worker_identity(child_pid: int | None = None) -> str:
 
 def exit_reason(exitcode: int | None) -> str:
     if exitcode is None:
-        return "the training process did not exit"
+        return "the job's process did not exit"
     if exitcode < 0:
         try:
             name = signal.Signals(-exitcode).name
         except ValueError:
             name = f"signal {-exitcode}"
-        return f"the training process was killed by {name} (out of memory or stopped by the operator?)"
-    return f"the training process exited with code {exitcode} without reporting a result"
+        return f"the job's process was killed by {name} (out of memory or stopped by the operator?)"
+    return f"the job's process exited with code {exitcode} without reporting a result"
 
 
 @dataclass
