@@ -77,7 +77,7 @@ def test_int8_tflite_is_a_quarter_of_the_size_and_keeps_the_top_tag(export_class
 
 
 def test_tflite_refuses_detectors_with_the_reason(export_detector: bytes) -> None:
-    with pytest.raises(UnsupportedExport, match="classify and multilabel models only"):
+    with pytest.raises(UnsupportedExport, match="classification models only, not object detection"):
         export_model(export_detector, "TensorFlow", "TensorFlowLite")
 
 
