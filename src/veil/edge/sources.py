@@ -1,7 +1,8 @@
 """Frame sources: a video file, a live RTSP/HTTP stream, a webcam, or a folder of frames.
 
 Each is an iterator of `Frame` (RGB array in memory, index, media time); nothing is written anywhere.
-Live streams reconnect with exponential backoff when they drop (a live stream that "ends" has dropped too);
+Live streams reconnect with exponential backoff when they drop (`veil.images.streams`, shared with live
+anonymization; a live stream that "ends" has dropped too);
 files run as fast as possible or, with `realtime`, at their native rate. Iteration stops when `stop` is set
 (SIGTERM).
 
@@ -23,27 +24,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from fractions import Fraction
 
 import av
 import cv2
-import numpy as np
 
 from veil.edge.config import FileSource, FolderSource, SourceSpec, StreamSource, WebcamSource
+from veil.images.streams import Frame as Frame  # re-exported: the edge pipeline's frames
+from veil.images.streams import ReconnectingStream, StreamSettings, frame_rate
 
 log = logging.getLogger(__name__)
 
 
 class SourceError(RuntimeError):
     """A source that cannot be opened at all (as opposed to a live stream that drops and is retried)."""
-
-
-@dataclass(frozen=True)
-class Frame:
-    rgb: np.ndarray
-    index: int
-    media_seconds: float
 
 
 class FrameSource:
@@ -58,11 +51,6 @@ class FrameSource:
         raise NotImplementedError
 
 
-def _rate(stream: av.video.stream.VideoStream) -> float:
-    rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-    return float(rate) if rate else 25.0
-
-
 class FileVideoSource(FrameSource):
     def __init__(self, spec: FileSource, stop: threading.Event) -> None:
         if not spec.path.is_file():
@@ -72,7 +60,7 @@ class FileVideoSource(FrameSource):
             with av.open(str(spec.path)) as container:
                 if not container.streams.video:
                     raise SourceError(f"file source: {spec.path} has no video stream")
-                self.fps = _rate(container.streams.video[0])
+                self.fps = frame_rate(container.streams.video[0])
         except av.error.FFmpegError as exc:
             raise SourceError(f"file source: cannot read {spec.path}: {exc}") from None
 
@@ -105,40 +93,29 @@ class FileVideoSource(FrameSource):
 
 
 class LiveStreamSource(FrameSource):
-    """RTSP/HTTP/... through PyAV, reopened with exponential backoff whenever it fails or ends."""
+    """RTSP/HTTP/... through PyAV, reopened with exponential backoff whenever it fails or ends
+    (`veil.images.streams.ReconnectingStream`, shared with live anonymization)."""
 
     def __init__(self, spec: StreamSource, stop: threading.Event) -> None:
-        self._spec, self._stop = spec, stop
+        settings = StreamSettings(
+            spec.url,
+            spec.reconnect_initial_seconds,
+            spec.reconnect_max_seconds,
+            spec.max_reconnects,
+            spec.open_timeout_seconds,
+        )
+        self._stream = ReconnectingStream(settings, stop)
+
+    @property
+    def fps(self) -> float:  # type: ignore[override]
+        return self._stream.fps
+
+    @property
+    def reconnects(self) -> int:  # type: ignore[override]
+        return self._stream.reconnects
 
     def __iter__(self) -> Iterator[Frame]:
-        index, attempts, delay = 0, 0, self._spec.reconnect_initial_seconds
-        started = time.monotonic()
-        while not self._stop.is_set():
-            got_frames = False
-            try:
-                options = {"rtsp_transport": "tcp"} if self._spec.url.startswith("rtsp") else {}
-                timeout = self._spec.open_timeout_seconds
-                with av.open(self._spec.url, options=options, timeout=(timeout, timeout)) as container:
-                    stream = container.streams.video[0]
-                    self.fps = _rate(stream)
-                    for decoded in container.decode(stream):
-                        if self._stop.is_set():
-                            return
-                        got_frames = True
-                        yield Frame(decoded.to_ndarray(format="rgb24"), index, time.monotonic() - started)
-                        index += 1
-                log.warning("stream %s ended; reconnecting", self._spec.url)
-            except (av.error.FFmpegError, OSError, IndexError) as exc:
-                log.warning("stream %s failed (%s); reconnecting", self._spec.url, exc)
-            if got_frames:  # it worked for a while: start the backoff again from the beginning
-                delay = self._spec.reconnect_initial_seconds
-            attempts += 1
-            if self._spec.max_reconnects is not None and attempts > self._spec.max_reconnects:
-                log.error("stream %s: giving up after %d reconnects", self._spec.url, attempts - 1)
-                return
-            self.reconnects += 1
-            self._stop.wait(delay)
-            delay = min(delay * 2, self._spec.reconnect_max_seconds)
+        return iter(self._stream)
 
 
 class WebcamFrameSource(FrameSource):
