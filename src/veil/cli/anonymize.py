@@ -17,7 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from veil.privacy.settings import DEFAULT_MASK_SCALE, DEFAULT_THRESHOLD  # light: no model or codec imports
+from veil.privacy.settings import DEFAULT_THRESHOLD  # light: no model or codec imports
 
 if TYPE_CHECKING:  # the pipeline pulls in onnxruntime and PyAV; import it only when the command runs
     from collections.abc import Callable
@@ -35,12 +35,15 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def anonymize(
-    inputs: list[Path] = typer.Argument(..., metavar="INPUT...", help="Image files, folders (recursive) or videos."),
-    output: Path | None = typer.Option(
+    inputs: list[str] = typer.Argument(
+        ..., metavar="INPUT...", help="Image files, folders (recursive), videos, or one live stream URL (rtsp://…)."
+    ),
+    output: str | None = typer.Option(
         None,
         "-o",
         "--output",
-        help="Output file (one input) or folder (mirrors the input tree). Default: <name>_anonymized.",
+        help="Output file (one input) or folder (mirrors the input tree); for a live stream a video file or an "
+        "rtmp:// or rtsp:// relay. Default: <name>_anonymized.",
     ),
     method: str = typer.Option(
         "solid", help="solid (irreversible) | pixelate | blur (cosmetic, reversible) | dp-pixelate (DP-Pix)."
@@ -61,8 +64,11 @@ def anonymize(
     small_faces: bool = typer.Option(
         False, "--small-faces", help="Also look at double resolution for tiny faces in crowds (4x slower)."
     ),
-    mask_scale: float = typer.Option(DEFAULT_MASK_SCALE, help="Grow each hidden region by this factor."),
-    boxes: bool = typer.Option(False, "--boxes", help="Hide whole boxes instead of ellipses."),
+    mask_scale: float | None = typer.Option(
+        None, help="Grow each hidden region by this factor (default: by face size, 1.4x small to 1.0x large)."
+    ),
+    mask_shape: str = typer.Option("rounded", help="rounded (default) | ellipse | box: the shape of each region."),
+    boxes: bool = typer.Option(False, "--boxes", help="Hide whole boxes (same as --mask-shape box)."),
     epsilon: float = typer.Option(0.5, help="dp-pixelate: privacy budget ε per colour channel and frame."),
     cell: int = typer.Option(16, help="pixelate/dp-pixelate: cell size b in pixels."),
     m: int = typer.Option(16, help="dp-pixelate: pixels that may differ between neighbouring images."),
@@ -70,11 +76,22 @@ def anonymize(
     keep_metadata: bool = typer.Option(
         False, "--keep-metadata", help="Keep EXIF/GPS, XMP, ICC and comments (default: all removed)."
     ),
+    max_reconnects: int | None = typer.Option(
+        None, help="Live stream: give up after this many reconnections in a row (default: never)."
+    ),
+    max_frames: int | None = typer.Option(None, help="Live stream: stop after writing this many frames."),
 ) -> None:
     """Hide faces (and other targets) in images, folders and videos; metadata is removed by default."""
+    from veil.images.streams import is_stream_url
     from veil.privacy.batch import PlanError, plan_jobs
     from veil.privacy.detectors import DetectorError, detector_for
     from veil.privacy.settings import AnonymizeSettings, SettingsError
+
+    live = [text for text in inputs if is_stream_url(text)]
+    if live and len(inputs) > 1:
+        raise _fail("a live stream is anonymized on its own: give one stream URL and -o")
+    if live and output is None:
+        raise _fail("a live stream needs -o: a video file (out.mp4) or a relay (rtmp://… or rtsp://…)")
 
     try:
         settings = AnonymizeSettings(
@@ -85,7 +102,7 @@ def anonymize(
             small_faces=small_faces,
             yunet=yunet,
             mask_scale=mask_scale,
-            mask_shape="box" if boxes else "ellipse",
+            mask_shape="box" if boxes else mask_shape,  # type: ignore[arg-type]  # checked by AnonymizeSettings
             epsilon=epsilon,
             cell=cell,
             m=m,
@@ -93,10 +110,17 @@ def anonymize(
             keep_audio=keep_audio,
             keep_metadata=keep_metadata,
         )
-        jobs = plan_jobs(inputs, output)
-        detector_for(settings, threads=1)  # load models up front: a bad model fails before any output
+        if live:
+            detector_for(settings)  # load models up front: a bad model fails before connecting
+        else:
+            jobs = plan_jobs([Path(text) for text in inputs], Path(output) if output is not None else None)
+            detector_for(settings, threads=1)  # load models up front: a bad model fails before any output
     except (SettingsError, PlanError, DetectorError) as exc:
         raise _fail(str(exc)) from None
+    if live:
+        assert output is not None
+        _live(live[0], output, settings, max_reconnects, max_frames)
+        return
     if not jobs:
         raise _fail("no image or video files found in the input folders")
     failures = _run(jobs, settings)
@@ -150,6 +174,36 @@ def _video(job: Job, settings: AnonymizeSettings, progress: Progress) -> tuple[i
         progress.remove_task(frames)
     progress.console.print(f"{job.src} → {job.dst}: {report.frames} frames", markup=False, soft_wrap=True)
     return report.detections, report.dp.total_epsilon if report.dp else 0.0
+
+
+def _live(
+    url: str, output: str, settings: AnonymizeSettings, max_reconnects: int | None, max_frames: int | None
+) -> None:
+    """Relay a live stream with faces hidden until Ctrl-C / SIGTERM (or `max_frames`, or the reconnects run out)."""
+    import signal
+    import threading
+
+    from veil.images.streams import StreamSettings
+    from veil.privacy.live import LiveError, anonymize_stream
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    _err.print(f"relaying {url} → {output} with {', '.join(settings.targets)} hidden; Ctrl-C stops", markup=False)
+    try:
+        report = anonymize_stream(
+            StreamSettings(url, max_reconnects=max_reconnects), output, settings, stop, max_frames
+        )
+    except LiveError as exc:
+        raise _fail(str(exc), code=1) from None
+    _out.print(
+        f"relayed {report.frames} frame(s), {report.detections} region(s) detected, {report.dropped} dropped to keep "
+        f"up, {report.reconnects} reconnect(s)",
+        markup=False,
+        soft_wrap=True,
+    )
+    if report.frames == 0:
+        raise _fail(f"no frame could be read from {url}", code=1)
 
 
 def _advance(progress: Progress, files: TaskID) -> None:
