@@ -10,6 +10,7 @@ import sys
 # Each entry is a module in bench/ with a `main()`; add yours here.
 BENCHMARKS: list[str] = [
     "anonymize",
+    "anonymize-masks",
     "edge",
     "crypto",
     "ingest",

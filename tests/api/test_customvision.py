@@ -33,6 +33,7 @@ from tests.support.http_helpers import (
 from tests.support.live_server import VeilServer
 from tests.support.sdk_helpers import keep_predictions, photos
 
+from veil.privacy.obfuscate import MASK_SCALES
 from veil.privacy.settings import AnonymizeSettings
 
 PUBLISHED = "contract"
@@ -338,7 +339,7 @@ def test_anonymize_endpoint_hides_faces_and_stores_nothing(veil_server: VeilServ
     # "Away from the faces" leaves out each face box grown to the default mask scale, which the ellipse may cover.
     changed = difference > 4
     outside = np.ones_like(changed)
-    grow = AnonymizeSettings().mask_scale
+    grow = AnonymizeSettings().mask_scale or max(MASK_SCALES)
     for face in faces:
         pad_x, pad_y = int((face.x2 - face.x1) * (grow - 1) / 2) + 1, int((face.y2 - face.y1) * (grow - 1) / 2) + 1
         outside[max(0, face.y1 - pad_y) : face.y2 + pad_y, max(0, face.x1 - pad_x) : face.x2 + pad_x] = False

