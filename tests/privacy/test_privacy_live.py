@@ -51,7 +51,7 @@ import av, numpy as np
 url, out = sys.argv[1], sys.argv[2]
 frames = []
 try:
-    with av.open(url, options={"listen": "1"}, timeout=120) as container:
+    with av.open(url, options={"listen": "1"}, timeout=300) as container:
         for frame in container.decode(video=0):
             frames.append(frame.to_ndarray(format="rgb24"))
 except av.error.FFmpegError:
