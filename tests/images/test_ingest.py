@@ -259,3 +259,39 @@ def test_pixels_survive_export_import_and_a_second_veil(veil: Api, second_veil: 
         assert sum(same_pixels(original, c) for c in copies) == 1
         assert sum(same_pixels(original, a) for a in again) == 1
     assert all(icc_segments(a) and GPS_MARK not in a for a in again)
+
+
+def _variants(photo: bytes) -> dict[str, bytes]:
+    """A real photo as the modes an upload may arrive in: JPEG as shot, EXIF-rotated JPEG, PNG with alpha,
+    palette PNG with a transparent colour, grey PNG, CMYK JPEG."""
+    image = Image.open(io.BytesIO(photo)).convert("RGB")
+
+    def saved(im: Image.Image, fmt: str, **extra: object) -> bytes:
+        buffer = io.BytesIO()
+        im.save(buffer, format=fmt, **extra)
+        return buffer.getvalue()
+
+    rgba = image.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(image.size))
+    return {
+        "jpeg": photo,
+        "jpeg rotated (EXIF 6)": saved(image, "JPEG", quality=90, exif=piexif.dump({"0th": {274: 6}})),
+        "png with alpha": saved(rgba, "PNG"),
+        "palette png, transparent colour": saved(image.quantize(64), "PNG", transparency=0),
+        "grey png": saved(image.convert("L"), "PNG"),
+        "cmyk jpeg": saved(image.convert("CMYK"), "JPEG", quality=90),
+    }
+
+
+def test_prediction_decode_gives_the_pixels_of_the_kept_image_path() -> None:
+    """`decode_rgb` (prediction: no metadata-free copy) equals `decode_image(...)[0].convert("RGB")` (what the
+    service decoded before) pixel for pixel, for every mode an upload arrives in."""
+    from veil.images.ingest import decode_image, decode_rgb
+
+    limits = IngestLimits()
+    for path in real_photos()[:2]:
+        for name, data in _variants(path.read_bytes()).items():
+            fast = decode_rgb(data, limits)
+            previous = np.asarray(decode_image(data, limits)[0].convert("RGB"))
+            assert fast.dtype == np.uint8 and fast.ndim == 3 and fast.shape[2] == 3, name
+            assert np.array_equal(fast, previous), f"{path.name}, {name}"

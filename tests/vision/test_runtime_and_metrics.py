@@ -60,3 +60,28 @@ def test_detection_metrics_follow_overlap_and_threshold() -> None:
     assert low.std_method == "bootstrap"
     impossible = performance(evaluation, threshold=0.3, overlap_threshold=0.95)
     assert impossible.recall == pytest.approx(1 / 3)
+
+
+def test_normalize_is_bit_for_bit_the_interleaved_formula() -> None:
+    """The planar `normalize` computes the same float32 operations as `(pixels - mean) / std` on the interleaved
+    image transposed afterwards (what it did before): identical bits, RGB and BGR, on a real photo."""
+    import numpy as np
+    from PIL import Image
+    from tests.conftest import dataset_path
+
+    from veil.vision.runtime import ModelInfo, fit_to_input, normalize
+
+    photo = sorted(dataset_path("ants-bees").rglob("*.jpg"))[0]
+    rgb = np.asarray(Image.open(photo).convert("RGB"))
+    for order, mean, std in (("RGB", (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)),
+                             ("BGR", (123.675, 116.28, 103.53), (58.395, 57.12, 57.375))):  # fmt: skip
+        info = ModelInfo("classify", ["a"], 224, 160, mean=mean, std=std, channel_order=order)
+        fitted, _ = fit_to_input(rgb, info)
+        pixels = fitted.astype(np.float32)
+        if order == "BGR":
+            pixels = pixels[..., ::-1]
+        reference = (pixels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+        expected = np.ascontiguousarray(reference.transpose(2, 0, 1))
+        got = normalize(fitted, info)
+        assert got.dtype == np.float32 and got.flags.c_contiguous and got.shape == (3, 160, 224)
+        assert np.array_equal(got, expected), order

@@ -88,8 +88,8 @@ def _principal(request: Request, headers: tuple[str, ...], permission: Permissio
     presented = next((request.headers[h] for h in headers if request.headers.get(h)), None)
     project_id = request.path_params.get("projectId")
     try:
-        with ctx.db.read_session() as session:
-            principal = authenticate(session, presented)
+        with ctx.db.read_connection() as connection:
+            principal = authenticate(connection, presented)
     except Unauthenticated:
         AUTH_FAILURES.labels("invalid" if presented else "missing").inc()
         if presented:  # a wrong key, not a forgotten header: what a brute force sends

@@ -1,4 +1,5 @@
-"""What runs beside the HTTP server in `veil serve`: the job worker and the hourly retention purge."""
+"""What runs beside the HTTP server in `veil serve` (one API process): the background duties of
+`veil.jobs.background` — job worker, retention purge, orphan sweep — for as long as the app runs."""
 
 from __future__ import annotations
 
@@ -7,25 +8,20 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
-from veil.jobs.retention import RetentionLoop
-from veil.jobs.worker import Worker
+from veil.jobs.background import Background
 from veil.services.context import AppContext
 
 
 def background_lifespan(ctx: AppContext) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """A FastAPI lifespan starting the worker (which first settles jobs a previous process left running)
-    and the retention loop, and stopping both, last started first, when the server stops."""
+    """A FastAPI lifespan starting the background duties and stopping them, last started first, when the server
+    stops."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        worker = Worker(ctx.settings)
-        worker.start()
-        retention = RetentionLoop(ctx.db, ctx.blobs)
-        retention.start()
+        background = Background.start(ctx.settings, ctx.db, ctx.blobs)
         try:
             yield
         finally:
-            retention.stop()
-            worker.stop()
+            background.stop()
 
     return lifespan

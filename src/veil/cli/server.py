@@ -25,7 +25,6 @@ from veil.security.crypto import CryptoError
 from veil.services.context import AppContext
 from veil.services.errors import Conflict, InvalidInput, NotFound, ServiceError
 from veil.store.db import DatabaseError
-from veil.store.sweep import PeriodicTask, sweep_orphans
 
 err_console = Console(stderr=True)
 console = Console()
@@ -100,6 +99,7 @@ def serve(
     """Serve the API (Custom Vision compatible) and the portal."""
     import uvicorn
 
+    from veil.jobs.background import Background
     from veil.services.keys import bootstrap_admin_key
     from veil.services.projects import finish_deletions
 
@@ -147,24 +147,19 @@ def serve(
         from veil.api.app import create_app
 
         _warm_models(ctx)
-        sweeper = _orphan_sweeper(ctx) if worker else None
-        try:
-            uvicorn.run(create_app(ctx, background=worker), **common)
-        finally:
-            if sweeper is not None:
-                sweeper.stop()
+        uvicorn.run(create_app(ctx, background=worker), **common)  # the app's lifespan runs the background
         return
     # Several API processes share the port; queued jobs, retention and the sweep run once, in this parent.
     # Their metrics meet in one directory, so a scrape of any process reports all of them.
     metrics_dir = tempfile.TemporaryDirectory(prefix="veil-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.name
     os.environ.setdefault("VEIL_PREDICTION_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
-    stoppers = _start_background(ctx) if worker else []
+    background = Background.start(ctx.settings, ctx.db, ctx.blobs) if worker else None
     try:
         uvicorn.run("veil.cli.server:api_app", factory=True, workers=workers, **common)
     finally:
-        for stop in reversed(stoppers):
-            stop()
+        if background is not None:
+            background.stop()
         metrics_dir.cleanup()
 
 
@@ -201,35 +196,6 @@ def _tls_context(min_version: str, _config: Any, default_factory: Callable[[], s
     return context
 
 
-def _orphan_sweeper(ctx: AppContext) -> PeriodicTask:
-    """The orphan sweep (blobs of writes whose row never committed), now and then periodically, in one process
-    of the cluster at a time (the `orphan-sweep` lease)."""
-    from veil.jobs.leases import leased_task
-
-    settings = ctx.settings
-    grace_s = settings.orphan_grace_minutes * 60
-    sweeper = leased_task(
-        ctx.db,
-        "orphan-sweep",
-        lambda: sweep_orphans(ctx.db, ctx.blobs, grace_s),
-        settings.orphan_sweep_interval_minutes * 60,
-    )
-    sweeper.start()
-    return sweeper
-
-
-def _start_background(ctx: AppContext) -> list[Callable[[], None]]:
-    from veil.jobs.retention import RetentionLoop
-    from veil.jobs.worker import Worker
-
-    runner = Worker(ctx.settings)
-    runner.start()
-    retention = RetentionLoop(ctx.db, ctx.blobs)
-    retention.start()
-    sweeper = _orphan_sweeper(ctx)
-    return [runner.stop, retention.stop, sweeper.stop]
-
-
 def worker(
     data_dir: DataDirOption = None,
     kind: Annotated[
@@ -245,6 +211,7 @@ def worker(
     import signal
     import threading
 
+    from veil.jobs.background import orphan_sweeper
     from veil.jobs.worker import Worker
 
     with one_line_errors():
@@ -254,7 +221,7 @@ def worker(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
     runner.start()
-    sweeper = _orphan_sweeper(ctx)
+    sweeper = orphan_sweeper(ctx.settings, ctx.db, ctx.blobs)
     console.print(f"Veil worker {runner.identity} (jobs: {', '.join(kind) if kind else 'all'})", highlight=False)
     sys.stdout.flush()
     stopping.wait()

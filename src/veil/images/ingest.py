@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 
+import numpy as np
 from PIL import Image, ImageChops, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from veil.config import Settings
@@ -266,6 +267,15 @@ def decode_image(data: bytes, limits: IngestLimits) -> tuple[Image.Image, str]:
     """Decode untrusted bytes into a metadata-free, upright RGB/RGBA image; returns it and the source format."""
     source = read_image(data, limits)
     return source.pixels, source.source_format
+
+
+def decode_rgb(data: bytes, limits: IngestLimits) -> np.ndarray:
+    """Untrusted bytes through the same gate into upright HxWx3 uint8 RGB pixels, for a model and nothing else
+    (nothing is kept, so no metadata-free copy is made): the pixels of `decode_image(...)[0].convert("RGB")`."""
+    image = _upright(_gate(data, limits))
+    if image.mode != "RGB":  # palettes, alpha, grey, CMYK, 16-bit: exactly the kept-image conversion
+        image = _pixels_only(image).convert("RGB")
+    return np.asarray(image)
 
 
 # --- what is kept --------------------------------------------------------------------------------------------

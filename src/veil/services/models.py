@@ -41,7 +41,9 @@ class ModelCache:
                 return self._models[key]
         from veil.vision.runtime import load_model  # onnxruntime: loaded by the first prediction, not at import
 
-        model = load_model(Vault(ctx).get(project, iteration.model_blob_id), threads=ctx.settings.prediction_threads)
+        model = load_model(
+            Vault(ctx).get(project, iteration.model_blob_id), threads=ctx.settings.prediction_threads, spinning=False
+        )
         with self._lock:
             self._models[key] = model
             while len(self._models) > self.size:

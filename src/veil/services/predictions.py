@@ -11,16 +11,17 @@ Models are decrypted in memory only and cached per iteration.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image as PILImage
 from prometheus_client import Histogram
 from sqlalchemy import select
 
-from veil.images.ingest import ImageRejected, RejectStatus, decode_image
+from veil.images.ingest import ImageRejected, RejectStatus, decode_rgb
 from veil.privacy.policy import PrivacyPolicy
 from veil.security import audit
 from veil.security.auth import Principal
@@ -83,6 +84,55 @@ class PredictionOutcome:
     stored: bool
 
 
+_PROJECT, _ITERATION = Project.__table__, Iteration.__table__
+
+
+class PublishedIterations:
+    """The (project, iteration) a publish name stands for, per process, checked against the database on every
+    call: one indexed query reads both rows' `modified` stamps (and the publish name's current holder), and the
+    ORM objects are reloaded whenever either changed. An unpublish, a re-publish, a project update or deletion
+    therefore takes effect on every replica from the next request on — there is nothing to invalidate."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, str], tuple[tuple[object, ...], Project, Iteration]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _stamp(project: Project, iteration: Iteration) -> tuple[object, ...]:
+        return (project.modified, iteration.id, iteration.modified)
+
+    def get(self, ctx: AppContext, request: PredictRequest) -> tuple[Project, Iteration]:
+        assert request.published_name is not None
+        key = (request.project_id, request.published_name)
+        p, i = _PROJECT.c, _ITERATION.c
+        query = (
+            select(p.modified, p.deleting, i.id, i.modified)
+            .select_from(
+                _PROJECT.outerjoin(_ITERATION, (i.project_id == p.id) & (i.publish_name == request.published_name))
+            )
+            .where(p.id == request.project_id)
+        )
+        with ctx.db.read_connection() as connection:
+            row = connection.execute(query).first()
+        if row is not None and not row[1] and row[2] is not None:  # the project lives, the name is published
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None and entry[0] == (row[0], row[2], row[3]):
+                    self._entries.move_to_end(key)
+                    return entry[1], entry[2]
+        project, iteration = _find_iteration(ctx, request)  # the errors, or the current rows
+        with self._lock:
+            self._entries[key] = (self._stamp(project, iteration), project, iteration)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return project, iteration
+
+
+PUBLISHED = PublishedIterations()
+
+
 def _find_iteration(ctx: AppContext, request: PredictRequest) -> tuple[Project, Iteration]:
     # A read-only session: concurrent predictions never queue for SQLite's write lock.
     with ctx.db.read_session() as session:
@@ -129,12 +179,12 @@ def _check_task(project: Project, task: str) -> None:
         )
 
 
-def decode_for_prediction(ctx: AppContext, data: bytes) -> PILImage.Image:
-    """Safe decode with the upload limits: the metadata-free image."""
+def decode_for_prediction(ctx: AppContext, data: bytes) -> np.ndarray:
+    """Safe decode with the upload limits: upright RGB pixels for the model (nothing is kept)."""
     if not data:
         raise InvalidInput("the request has no image", code="BadRequestImageStream")
     try:
-        return decode_image(data, ctx.limits)[0]
+        return decode_rgb(data, ctx.limits)
     except ImageRejected as rejected:
         raise ServiceError(rejected.reason, code=REJECT_CODES.get(rejected.status, "BadRequestImageFormat")) from None
 
@@ -169,10 +219,12 @@ def quick_test(
 
 
 def predict(ctx: AppContext, actor: Principal, request: PredictRequest) -> PredictionOutcome:
-    project, iteration = _find_iteration(ctx, request)
+    if request.published_name and not request.iteration_id:
+        project, iteration = PUBLISHED.get(ctx, request)
+    else:
+        project, iteration = _find_iteration(ctx, request)
     _check_task(project, request.task)
-    image = decode_for_prediction(ctx, request.data)
-    rgb = np.asarray(image.convert("RGB"))
+    rgb = decode_for_prediction(ctx, request.data)
     model = MODELS.get(ctx, project, iteration)
     with MODEL_SECONDS.labels(request.task).time():
         predictions = run_model(model, iteration, rgb)
@@ -184,8 +236,8 @@ def predict(ctx: AppContext, actor: Principal, request: PredictRequest) -> Predi
         predictions=predictions,
         stored=False,
     )
-    policy = privacy_policy(project)
-    if request.store and policy.store_predictions and policy.retention_days > 0:
+    policy = privacy_policy(project) if request.store else None
+    if policy is not None and policy.store_predictions and policy.retention_days > 0:
         with ctx.db.read_session() as session:
             ingest = ingest_policy(ctx, session, project)
         # The kept copy goes through the one ingest path (the project's anonymization); the model saw the original.

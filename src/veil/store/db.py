@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -78,7 +78,8 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._readers = sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+        self._read_engine = engine.execution_options(**{READ_ONLY: True})
+        self._readers = sessionmaker(self._read_engine, expire_on_commit=False)
 
     @classmethod
     def open(cls, url: str, run_migrations: bool = True) -> Database:
@@ -116,6 +117,13 @@ class Database:
         finally:
             session.rollback()
             session.close()
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A Core connection for reads only (a few columns, no ORM objects): the cheapest fresh look-up, as on
+        every prediction's key check. Rolled back on exit."""
+        with self._read_engine.connect() as connection:
+            yield connection
 
     def checkpoint(self) -> None:
         """SQLite: copy the WAL into the database and truncate it, so overwritten values leave no old copy

