@@ -156,7 +156,9 @@ def serve(
     os.environ.setdefault("VEIL_PREDICTION_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     background = Background.start(ctx.settings, ctx.db, ctx.blobs) if worker else None
     try:
-        uvicorn.run("veil.cli.server:api_app", factory=True, workers=workers, **common)
+        # A child answers uvicorn's health pings only once Python and the app's imports are up: on a busy host that
+        # takes well over uvicorn's default 5 s, and children killed as "hung" would be restarted forever.
+        uvicorn.run("veil.cli.server:api_app", factory=True, workers=workers, timeout_worker_healthcheck=60, **common)
     finally:
         if background is not None:
             background.stop()
