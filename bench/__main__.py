@@ -21,6 +21,7 @@ BENCHMARKS: list[str] = [
     "privacy-training",
     "exports",
     "suggestions",
+    "soak",
 ]
 
 

@@ -23,6 +23,37 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 DATASETS = SHARED / "datasets"
 
+# Torch-free tests of the serving, storage, security and privacy paths: `make test-pythons` runs them (marker
+# `portable`) on CPython 3.12 and 3.13, where Veil installs with `pip install .[dev]`, without PyTorch.
+PORTABLE = (
+    "tests/test_layers.py",
+    "tests/api/test_health.py",
+    "tests/api/test_hostile_input.py",
+    "tests/api/test_limits.py",
+    "tests/api/test_openapi.py",
+    "tests/api/test_read_only_database.py",
+    "tests/api/test_storage_errors.py",
+    "tests/api/test_unexpected_errors.py",
+    "tests/api/test_metrics.py",
+    "tests/store/",
+    "tests/security/test_audit.py",
+    "tests/images/",
+    "tests/privacy/test_privacy_faces.py",
+    "tests/privacy/test_privacy_dp_pix.py",
+    "tests/privacy/test_privacy_cli.py",
+    "tests/privacy/test_yunet_optional.py",
+    "tests/cli/test_keys.py",
+    "tests/cli/test_errors.py",
+    "tests/jobs/test_queue.py",
+    "tests/jobs/test_leases.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if str(Path(item.path).relative_to(REPO)).startswith(PORTABLE):
+            item.add_marker(pytest.mark.portable)
+
 
 def dataset_path(name: str) -> Path:
     """Path of `../shared/datasets/<name>`, or skip the test with the reason when it is absent (a user's clone)."""

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     # of `images/files` (base64 images; larger batches go as multipart, up to max_request_bytes).
     max_json_bytes: int = 1 * MB
     max_json_image_batch_bytes: int = 32 * MB
+    # A metadata `$filter` is tested against the project's images page by page; past this many seconds of
+    # scanning it stops and answers 400 (narrow it with tagIds/taggingStatus), so a few filters on a large
+    # project cannot starve every other request.
+    filter_time_budget_s: float = 2.0
     # `/healthz/ready` answers 503 when the data directory (or a local blob store) has less free space than this.
     ready_min_free_bytes: int = 512 * MB
     # Wrong API keys per client address: this many at once, then this many per minute; past that, 429.

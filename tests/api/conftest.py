@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,13 +38,22 @@ class Api:
         return project_id
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    ctx = AppContext.open(get_settings(data_dir=tmp_path / "data"))
+@contextmanager
+def open_api(data_dir: Path, **settings: object) -> Iterator[Api]:
+    """A Veil on a fresh SQLite data dir with these settings, an admin and a predictor key."""
+    ctx = AppContext.open(get_settings(data_dir=data_dir, **settings))
     admin_key = bootstrap_admin_key(ctx)
     assert admin_key
     with ctx.db.session() as session:
         _row, predictor_key = create_api_key(session, OPERATOR, "predictor", None, None, "fuzz predictor")
-    with TestClient(create_app(ctx), raise_server_exceptions=False) as client:
-        yield Api(ctx, client, admin_key, predictor_key)
-    ctx.close()
+    try:
+        with TestClient(create_app(ctx), raise_server_exceptions=False) as client:
+            yield Api(ctx, client, admin_key, predictor_key)
+    finally:
+        ctx.close()
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    with open_api(tmp_path / "data") as opened:
+        yield opened

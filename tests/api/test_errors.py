@@ -32,6 +32,7 @@ VEIL_ONLY_CODES = {
     "MasterKeyUnavailable": "server misconfiguration; mapped to ErrorUnknown on /customvision/",
     "StorageFull": "a full blob store (507); mapped to ErrorUnknown on /customvision/",
     "StorageUnavailable": "an unreachable blob store (503); mapped to ErrorUnknown on /customvision/",
+    "DatabaseUnavailable": "a read-only or unreachable database (503); mapped to ErrorUnknown on /customvision/",
     "AuditLogTampered": "/veil/v1/audit only",
     "InternalServerError": "mapped to ErrorUnknown on /customvision/",
     "RequestEntityTooLarge": "a body over its limit; mapped to BadRequest on /customvision/",

@@ -72,3 +72,44 @@ def test_export_download_of_a_project_named_in_any_script(api: Api, name: str) -
     disposition = response.headers["content-disposition"]
     encoded = disposition.split("filename*=UTF-8''", 1)[1]
     assert unquote(encoded).startswith(name.replace(" ", "_")[:2])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("useNegativeSet", 0), ("useNegativeSet", "true"), ("domainId", 5)],
+)
+def test_project_settings_take_json_types_not_coercions(api: Api, field: str, value: object) -> None:
+    """`0` is not false and 5 is not a string: what the schema says is refused (schemathesis's negative data)."""
+    project_id = api.new_project()
+    response = api.client.patch(
+        f"{TRAINING}/projects/{project_id}", json={"settings": {field: value}}, headers=api.training
+    )
+    assert response.status_code == 400, response.text
+
+
+@pytest.mark.parametrize("end_time", [0, 1.5, True])
+def test_prediction_query_dates_are_strings(api: Api, end_time: object) -> None:
+    project_id = api.new_project()
+    response = api.client.post(
+        f"{TRAINING}/projects/{project_id}/predictions/query", json={"endTime": end_time}, headers=api.training
+    )
+    assert response.status_code == 400 and "endTime" in response.json()["message"], response.text
+
+
+def test_region_coordinates_are_numbers_not_booleans(api: Api) -> None:
+    project_id = api.new_project()
+    region = {"imageId": "x", "tagId": "y", "left": 0, "top": 0, "width": 0.5, "height": False}
+    response = api.client.post(
+        f"{TRAINING}/projects/{project_id}/images/regions", json={"regions": [region]}, headers=api.training
+    )
+    assert response.status_code == 400 and "height" in response.json()["message"], response.text
+
+
+def test_an_empty_image_body_is_400_not_a_zero_byte_image(api: Api) -> None:
+    project_id = api.new_project()
+    response = api.client.post(
+        f"{TRAINING}/projects/{project_id}/images",
+        content=b"",
+        headers={**api.training, "Content-Type": "application/octet-stream"},
+    )
+    assert response.status_code == 400 and response.json()["code"] == "BadRequestImageStream", response.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from tests.api.conftest import TRAINING, Api
 from tests.conftest import dataset_path
 
@@ -33,7 +34,7 @@ def test_every_keyed_route_declares_its_key_and_its_errors(api: Api) -> None:
 def test_405_names_the_allowed_methods(api: Api) -> None:
     response = api.client.put(f"{TRAINING}/projects", headers=api.training)
     assert response.status_code == 405
-    assert {"GET", "POST"} & set(response.headers["allow"].replace(" ", "").split(","))
+    assert response.headers["allow"] == "GET, POST"  # every method of the resource, not one route's
     # Custom Vision routes answer only codes of the SDK's CustomVisionErrorCodes enum, which has no
     # MethodNotAllowed: the contract guard (tests/api/test_errors.py) maps a 405 to BadRequestNotSupported.
     assert response.json()["code"] == "BadRequestNotSupported"
@@ -53,3 +54,39 @@ def test_api_answers_are_nosniff_and_image_bytes_are_not_cached(api: Api) -> Non
     data = api.client.get(f"/veil/v1/projects/{project_id}/images/{image_id}/data", headers=api.training)
     assert data.status_code == 200 and data.headers["content-type"].startswith("image/")
     assert data.headers["cache-control"] == "no-store" and data.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    ("template", "allow"),
+    [
+        ("/projects/{projectId}", "DELETE, GET, PATCH"),
+        ("/projects/import", "POST"),  # its own resource, not GET /projects/{projectId} with id "import"
+        ("/projects/{projectId}/iterations/{iterationId}/publish", "DELETE, POST"),
+    ],
+)
+def test_405_allow_lists_the_methods_documented_for_that_path(api: Api, template: str, allow: str) -> None:
+    response = api.client.request("OPTIONS", TRAINING + re.sub(r"\{\w+\}", "0", template), headers=api.training)
+    assert response.status_code == 405 and response.headers["allow"] == allow
+    documented = api.client.get("/openapi.json").json()["paths"][TRAINING + template]
+    assert allow == ", ".join(sorted(method.upper() for method in documented))
+
+
+def test_raw_inputs_are_declared(api: Api) -> None:
+    """Inputs read from the raw request are in the document: array query parameters and image bodies."""
+    paths = api.client.get("/openapi.json").json()["paths"]
+    listing = paths[f"{TRAINING}/projects/{{projectId}}/images"]
+    assert "imageIds" in {p["name"] for p in listing["delete"]["parameters"]}
+    assert "tagIds" in {p["name"] for p in listing["get"]["parameters"]}
+    upload = listing["post"]["requestBody"]
+    assert upload["required"] and {"application/octet-stream", "multipart/form-data"} <= set(upload["content"])
+    classify = paths["/customvision/v3.0/prediction/{projectId}/classify/iterations/{publishedName}/image"]
+    assert classify["post"]["requestBody"]["required"]
+
+
+def test_an_empty_or_wrong_key_beside_a_valid_one_is_401(api: Api) -> None:
+    for wrong in ("", "0" * 64):
+        response = api.client.get(
+            "/veil/v1/whoami", headers={"Training-Key": wrong, "Prediction-Key": api.predictor_key}
+        )
+        assert response.status_code == 401, response.text
+    assert api.client.get("/veil/v1/whoami", headers={"Prediction-Key": api.predictor_key}).status_code == 200

@@ -62,6 +62,8 @@ async def read_image_parts(request: Request, max_files: int, limit: int) -> list
             f"Content-Type {content_type!r} cannot carry an image; "
             "send application/octet-stream or multipart/form-data",
         )
+    if not body:  # the OpenAPI document says the body is required: an empty one is refused, not a 0-byte image
+        raise ApiError(400, "BadRequestImageStream", "the request has no image (empty body)")
     return [ImagePart(name="", data=body)]
 
 

@@ -85,11 +85,14 @@ def _principal(request: Request, headers: tuple[str, ...], permission: Permissio
     if wait is not None:
         AUTH_FAILURES.labels("throttled").inc()
         raise Throttled(wait)
-    presented = next((request.headers[h] for h in headers if request.headers.get(h)), None)
+    # Every key header sent must hold a valid key: an empty or wrong one is refused even beside a valid one in
+    # the other header (fail closed); with two valid keys the first header's key is the caller.
+    sent = list(dict.fromkeys(request.headers[h] for h in headers if h in request.headers))
+    presented = next((key for key in sent if key), None)
     project_id = request.path_params.get("projectId")
     try:
         with ctx.db.read_connection() as connection:
-            principal = authenticate(connection, presented)
+            principal, *_others = [authenticate(connection, key) for key in sent] or [authenticate(connection, None)]
     except Unauthenticated:
         AUTH_FAILURES.labels("invalid" if presented else "missing").inc()
         if presented:  # a wrong key, not a forgotten header: what a brute force sends
@@ -151,16 +154,16 @@ def VeilKey(permission: Permission | None) -> Any:
 # --- request bodies holding images ---------------------------------------------------------------------
 
 
-async def _image_upload(request: Request, ctx: Ctx) -> list[ImagePart]:
+async def image_upload(request: Request, ctx: Ctx) -> list[ImagePart]:
     return await read_image_parts(request, ctx.settings.max_images_per_batch, ctx.settings.max_request_bytes)
 
 
-async def _one_image(request: Request, ctx: Ctx) -> bytes:
+async def one_image(request: Request, ctx: Ctx) -> bytes:
     return (await read_image_parts(request, 1, ctx.settings.max_request_bytes))[0].data
 
 
-ImageUpload = Annotated[list[ImagePart], Depends(_image_upload)]
-OneImage = Annotated[bytes, Depends(_one_image)]
+ImageUpload = Annotated[list[ImagePart], Depends(image_upload)]
+OneImage = Annotated[bytes, Depends(one_image)]
 
 
 # --- Custom Vision's array query parameters -------------------------------------------------------------

@@ -14,15 +14,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from veil.api.route_table import allowed_methods
 from veil.api.wire.errors import custom_vision_code
 from veil.security.audit import AuditTampered
 from veil.security.auth import Forbidden, Throttled, Unauthenticated
 from veil.security.crypto import IntegrityError, KeyShredded, MasterKeyError
 from veil.services.errors import Conflict, InvalidInput, NotFound, ServiceError, Unavailable
 from veil.store.blobs import BlobStoreError, BlobStoreFull
+from veil.store.db import database_failure
 
 log = logging.getLogger("veil.api")
 CUSTOM_VISION_PREFIX = "/customvision/"
@@ -116,6 +119,22 @@ def install_error_handlers(app: FastAPI) -> None:
         response.headers["Retry-After"] = "30"
         return response
 
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        failure = database_failure(exc)
+        if failure is None:  # a bug, not an outage: one traceback, a 500, the connection kept
+            log.error("database error in %s %s", request.method, request.url.path, exc_info=exc)
+            return error_response(request, 500, "InternalServerError", "unexpected server error; see the server log")
+        log.error("database %s: %s", failure, exc.__class__.__name__)  # the driver's text may hold the URL
+        if failure == "full":
+            return error_response(request, 507, "StorageFull", "the database is out of space; nothing was stored")
+        why = "refuses writes (read-only)" if failure == "read-only" else "is unreachable or busy"
+        response = error_response(
+            request, 503, "DatabaseUnavailable", f"the database {why}; nothing was changed, retry later"
+        )
+        response.headers["Retry-After"] = "30"
+        return response
+
     @app.exception_handler(KeyShredded)
     async def _shredded(request: Request, exc: KeyShredded) -> JSONResponse:
         # Deleted between the lookup and the read (its key went with its row): gone, not broken.
@@ -141,10 +160,13 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no such route: {request.method} {request.url.path}"
-        elif exc.status_code == 405:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
+            # Starlette names only the first route matching the path; every route of the resource counts.
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path)) or headers.get("Allow", "")
         response = error_response(request, exc.status_code, code, message)
-        response.headers.update(exc.headers or {})  # 405's Allow, for one
+        response.headers.update(headers)
         return response
 
     # Not `exception_handler(Exception)`: Starlette runs that handler and then re-raises, so uvicorn logs the

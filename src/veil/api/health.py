@@ -21,6 +21,7 @@ import veil
 from veil.api.deps import Ctx
 from veil.services.context import AppContext
 from veil.store.blobs import LocalBlobStore
+from veil.store.db import DatabaseFailure, database_failure
 
 router = APIRouter(tags=["veil"])
 
@@ -49,9 +50,16 @@ def _database_writable(ctx: AppContext) -> str:
             # Takes the write lock (SQLite) / a row lock (PostgreSQL), changes nothing, and is rolled back.
             connection.execute(text("UPDATE alembic_version SET version_num = version_num"))
             transaction.rollback()
-    except Exception as exc:  # any driver error means: not ready; the class names it without leaking the URL
-        return f"failed: {exc.__class__.__name__}"
+    except Exception as exc:  # any driver error means: not ready; the reason is named without leaking the URL
+        return f"failed: {_DATABASE_REASONS.get(database_failure(exc), exc.__class__.__name__)}"
     return "ok"
+
+
+_DATABASE_REASONS: dict[DatabaseFailure | None, str] = {
+    "read-only": "the database refuses writes (read-only)",
+    "full": "the database is out of space",
+    "unavailable": "the database is unreachable or busy",
+}
 
 
 def _blobs_writable(ctx: AppContext) -> str:

@@ -1,6 +1,6 @@
 """The OpenAPI document tells what the routes really do: the `Training-Key` / `Prediction-Key` security schemes
-on every route that needs a key, the error answers it can give (400, 401, 403, 404, 413, 429 with Custom Vision's
-`{code, message}` body) and no 422 (validation errors are answered 400)."""
+on every route that needs a key, the error answers it can give (400, 401, 403, 404, 413, 429, 503, 507 with Custom
+Vision's `{code, message}` body) and no 422 (validation errors are answered 400)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
 
-from veil.api.deps import PREDICTION_HEADER, TRAINING_HEADER, RequireKey
+from veil.api import deps
+from veil.api.deps import PREDICTION_HEADER, TRAINING_HEADER, CsvQuery, RequireKey
+from veil.api.route_table import api_routes
 
 ERROR_SCHEMA = {
     "title": "CustomVisionError",
@@ -36,15 +37,49 @@ def key_requirement(dependant: Dependant) -> RequireKey | None:
     return None
 
 
-def _api_routes(app: FastAPI) -> Iterator[tuple[str, set[str], APIRoute]]:
-    """(full path, methods, route) of every API route, those of included routers too (FastAPI keeps an
-    included router as one entry whose contexts carry the full paths)."""
-    for route in app.routes:
-        if isinstance(route, APIRoute):
-            yield route.path_format, set(route.methods or ()), route
-        for context in getattr(route, "effective_route_contexts", lambda: [])():
-            if isinstance(context.original_route, APIRoute):
-                yield context.path, set(context.methods or ()), context.original_route
+def _dependency_calls(dependant: Dependant) -> Iterator[Any]:
+    """Every dependency callable in the tree (the endpoint's own dependencies and theirs)."""
+    for dependency in dependant.dependencies:
+        yield dependency.call
+        yield from _dependency_calls(dependency)
+
+
+_IMAGE_BODY = {
+    "required": True,
+    "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["imageData"],
+                "properties": {"imageData": {"type": "string", "format": "binary"}},
+            }
+        },
+    },
+}
+
+
+def _declare_raw_inputs(operation: dict[str, Any], dependant: Dependant) -> None:
+    """Inputs read from the raw request, which FastAPI cannot see: Custom Vision's array query parameters
+    (`CsvQuery`: repeated, or one comma-separated value) and image bodies (raw bytes or multipart `imageData`)."""
+    parameters = operation.setdefault("parameters", [])
+    declared = {(p.get("in"), p["name"]) for p in parameters}
+    for call in _dependency_calls(dependant):
+        if isinstance(call, CsvQuery) and ("query", call.name) not in declared:
+            declared.add(("query", call.name))
+            parameters.append(
+                {
+                    "name": call.name,
+                    "in": "query",
+                    "required": False,
+                    "description": "repeated, or comma-separated in one value",
+                    "schema": {"type": "array", "items": {"type": "string"}},
+                    "style": "form",
+                    "explode": True,
+                }
+            )
+        if call in (deps.image_upload, deps.one_image):
+            operation["requestBody"] = _IMAGE_BODY
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -70,7 +105,7 @@ def _document(app: FastAPI) -> dict[str, Any]:
     }
     for schema_name in ("HTTPValidationError", "ValidationError"):
         components["schemas"].pop(schema_name, None)
-    for path, methods, route in _api_routes(app):
+    for path, methods, route in api_routes(app):
         if not route.include_in_schema:
             continue
         requirement = key_requirement(route.dependant)
@@ -79,6 +114,7 @@ def _document(app: FastAPI) -> dict[str, Any]:
             if operation is None:
                 continue
             _declare_path_parameters(operation, path)
+            _declare_raw_inputs(operation, route.dependant)
             responses = operation.setdefault("responses", {})
             if route.status_code == 501:
                 responses.pop("501", None)
@@ -90,10 +126,13 @@ def _document(app: FastAPI) -> dict[str, Any]:
                 responses.setdefault("401", _error("Missing or unknown key"))
                 responses.setdefault("403", _error("The key's role or project scope does not allow this"))
                 responses.setdefault("429", _error("Too many wrong keys from this address (Retry-After)"))
+                responses.setdefault("503", _error("The database or blob store is unavailable (Retry-After)"))
             if "{" in path:
                 responses.setdefault("404", _error("No such project (NotFoundProject) or resource"))
             if method.lower() in _BODY_METHODS:
                 responses.setdefault("413", _error("Request body over this route's limit"))
+                if requirement is not None:
+                    responses.setdefault("507", _error("The database or blob store is out of space"))
     return schema
 
 

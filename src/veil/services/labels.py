@@ -6,6 +6,7 @@ and never in a detection project; regions are normalized boxes on detection proj
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from veil.security import audit
 from veil.security.auth import Principal
 from veil.services.errors import InvalidInput
-from veil.services.images import MAX_TAGS_PER_IMAGE, MAX_TAKE, RegionIn, TaggingStatus, list_images
+from veil.services.images import MAX_TAGS_PER_IMAGE, RegionIn, TaggingStatus, list_images
 from veil.services.projects import get_project
 from veil.store.models import Image, ImageTag, Region, Tag, new_id
 
@@ -262,9 +263,7 @@ def metadata_filter(expression: str) -> Callable[[dict[str, str]], bool]:
     return matches
 
 
-def filter_by_metadata(images: Sequence[Image], expression: str) -> list[Image]:
-    keep = metadata_filter(expression)
-    return [image for image in images if keep(user_metadata(image))]
+FILTER_SCAN_PAGE = 64  # images read and tested between two looks at the clock
 
 
 def images_matching_metadata(
@@ -274,11 +273,26 @@ def images_matching_metadata(
     tag_ids: Sequence[str],
     order_by: Literal["Newest", "Oldest"],
     expression: str,
+    enough: int | None = None,
+    time_budget_s: float = 2.0,
 ) -> list[Image]:
-    """Every image passing the other filters and the metadata `$filter`, in order (pages applied after)."""
-    everything: list[Image] = []
-    while True:
-        page = list_images(session, project_id, status, tag_ids, order_by, MAX_TAKE, len(everything))
-        everything.extend(page)
-        if len(page) < MAX_TAKE:
-            return filter_by_metadata(everything, expression)
+    """The images passing the other filters and the metadata `$filter`, in order (pages applied after): all of
+    them, or the first `enough`. The scan is bounded in time: past `time_budget_s` seconds it stops with
+    `InvalidInput` saying how far it got (the clock is read after each page of `FILTER_SCAN_PAGE` images)."""
+    keep = metadata_filter(expression)
+    deadline = time.monotonic() + time_budget_s
+    matching: list[Image] = []
+    scanned = 0
+    while enough is None or len(matching) < enough:
+        if scanned and time.monotonic() > deadline:
+            raise InvalidInput(
+                f"$filter ran over its {time_budget_s:g} s budget after {scanned} images; narrow it with "
+                "tagIds or taggingStatus, or ask for fewer images (skip + take)",
+                code="BadRequestInvalid",
+            )
+        page = list_images(session, project_id, status, tag_ids, order_by, FILTER_SCAN_PAGE, scanned)
+        scanned += len(page)
+        matching.extend(image for image in page if keep(user_metadata(image)))
+        if len(page) < FILTER_SCAN_PAGE:
+            break
+    return matching

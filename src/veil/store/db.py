@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -22,6 +23,32 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 class DatabaseError(Exception):
     """The database cannot be opened or migrated (the message says which URL and why)."""
+
+
+DatabaseFailure = Literal["read-only", "full", "unavailable"]
+
+
+def database_failure(exc: BaseException) -> DatabaseFailure | None:
+    """Why a driver error is the database's state rather than the request's fault: it refuses writes
+    (`read-only`: a read-only file or replica, `default_transaction_read_only`), it is out of space (`full`), or
+    it cannot be reached or is busy (`unavailable`). None: any other error (a bug, not an outage)."""
+    if not isinstance(exc, DBAPIError):
+        return None
+    orig = exc.orig
+    sqlite_name = str(getattr(orig, "sqlite_errorname", "") or "")  # sqlite3 (Python >= 3.11)
+    sqlstate = str(getattr(orig, "sqlstate", "") or "")  # psycopg
+    if sqlite_name.startswith("SQLITE_READONLY") or sqlstate == "25006":
+        return "read-only"
+    if sqlite_name == "SQLITE_FULL" or sqlstate == "53100":
+        return "full"
+    if (
+        exc.connection_invalidated
+        or sqlite_name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_BUSY", "SQLITE_LOCKED"))
+        or sqlstate.startswith(("08", "53", "57P"))
+        or (isinstance(exc, OperationalError) and not sqlite_name and not sqlstate)  # e.g. a refused connection
+    ):
+        return "unavailable"
+    return None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -8,9 +8,10 @@ else 207 with each image's status and reason — a refused entry never costs the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Depends, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -32,13 +33,17 @@ from veil.security.auth import Permission as P
 from veil.security.auth import Principal
 from veil.services import images as image_service
 from veil.services import labels, url_fetch
-from veil.services.images import BatchOutcome, FromPrediction, Upload
+from veil.services.images import MAX_SKIP, MAX_TAKE, BatchOutcome, FromPrediction, Upload
 
 router = APIRouter(tags=["images"])
 
 TaggingStatusQuery = Literal["All", "Tagged", "Untagged"]
 OrderBy = Literal["Newest", "Oldest"]
 MAX_IDS = 256
+# Custom Vision's Multi-Status: some images were refused, each with its status and message.
+PARTIAL: dict[int | str, dict[str, Any]] = {
+    207: {"model": ImageCreateSummaryOut, "description": "Some images refused: each one's status says why"}
+}
 
 
 def batch_response(outcome: BatchOutcome, base_url: str) -> JSONResponse:
@@ -62,7 +67,7 @@ def _check_ids(ids: list[str]) -> None:
 # --- uploads ---------------------------------------------------------------------------------------------
 
 
-@router.post("/projects/{projectId}/images", response_model=ImageCreateSummaryOut)
+@router.post("/projects/{projectId}/images", response_model=ImageCreateSummaryOut, responses=PARTIAL)
 async def create_images_from_data(
     projectId: str,
     ctx: Ctx,
@@ -76,7 +81,7 @@ async def create_images_from_data(
     return batch_response(outcome, base_url)
 
 
-@router.post("/projects/{projectId}/images/files", response_model=ImageCreateSummaryOut)
+@router.post("/projects/{projectId}/images/files", response_model=ImageCreateSummaryOut, responses=PARTIAL)
 def create_images_from_files(
     projectId: str,
     batch: ImageFileCreateBatchIn,
@@ -97,7 +102,7 @@ def create_images_from_files(
     return batch_response(image_service.add_images(ctx, principal, projectId, uploads, batch.tag_ids or []), base_url)
 
 
-@router.post("/projects/{projectId}/images/urls", response_model=ImageCreateSummaryOut)
+@router.post("/projects/{projectId}/images/urls", response_model=ImageCreateSummaryOut, responses=PARTIAL)
 def create_images_from_urls(
     projectId: str,
     batch: ImageUrlCreateBatchIn,
@@ -116,7 +121,7 @@ def create_images_from_urls(
     return batch_response(BatchOutcome([*(outcome.results if outcome else []), *refused]), base_url)
 
 
-@router.post("/projects/{projectId}/images/predictions", response_model=ImageCreateSummaryOut)
+@router.post("/projects/{projectId}/images/predictions", response_model=ImageCreateSummaryOut, responses=PARTIAL)
 def create_images_from_predictions(
     projectId: str,
     batch: ImageIdCreateBatchIn,
@@ -139,13 +144,41 @@ def create_images_from_predictions(
 # --- reading ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PageParams:
+    """The paging query parameters every image listing takes (`orderBy`, `take`, `skip`)."""
+
+    order_by: OrderBy
+    take: int
+    skip: int
+
+
+def _page_params(
+    orderBy: OrderBy = Query("Newest"),
+    take: int = Query(50, ge=0, le=MAX_TAKE, description=f"at most {MAX_TAKE}, as Custom Vision"),
+    skip: int = Query(0, ge=0, le=MAX_SKIP, description="SQL's OFFSET: a signed 64-bit integer"),
+) -> PageParams:
+    return PageParams(orderBy, take, skip)
+
+
+Page = Annotated[PageParams, Depends(_page_params)]
+MetadataFilter = Annotated[
+    str | None,
+    Query(
+        alias="$filter",
+        max_length=labels.MAX_FILTER_CHARS,
+        description=f"e.g. key1 eq 'a' and key2 ne 'b': at most {labels.MAX_FILTER_CLAUSES} clauses, joined by "
+        "and / or (no parentheses); the scan stops with 400 past VEIL_FILTER_TIME_BUDGET_S (2 s)",
+    ),
+]
+
+
 def _image_page(
-    ctx: Ctx, base_url: str, project_id: str, status: TaggingStatusQuery, tag_ids: list[str],
-    order_by: OrderBy, take: int, skip: int,
-) -> list[ImageOut]:  # fmt: skip
+    ctx: Ctx, base_url: str, project_id: str, status: TaggingStatusQuery, tag_ids: list[str], page: PageParams
+) -> list[ImageOut]:
     with ctx.db.read_session() as session:
-        page = image_service.list_images(session, project_id, status, tag_ids, order_by, take, skip)
-        return [image_out(i, base_url) for i in page]
+        images = image_service.list_images(session, project_id, status, tag_ids, page.order_by, page.take, page.skip)
+        return [image_out(i, base_url) for i in images]
 
 
 @router.get("/projects/{projectId}/images", response_model=list[ImageOut])
@@ -155,19 +188,18 @@ def get_images(
     base_url: BaseUrl,
     _: Annotated[Principal, TrainingKey(P.images_read)],
     tag_ids: TagIds,
+    page: Page,
     taggingStatus: TaggingStatusQuery = Query("All"),
-    orderBy: OrderBy = Query("Newest"),
-    take: int = Query(50, ge=0, le=256),
-    skip: int = Query(0, ge=0),
-    metadata_filter: str | None = Query(None, alias="$filter", description="e.g. key1 eq 'a' and key2 ne 'b'"),
+    metadata_filter: MetadataFilter = None,
 ) -> list[ImageOut]:
     if metadata_filter:
         with ctx.db.read_session() as session:
             matching = labels.images_matching_metadata(
-                session, projectId, taggingStatus, tag_ids, orderBy, metadata_filter
-            )
-            return [image_out(i, base_url) for i in matching[skip : skip + take]]
-    return _image_page(ctx, base_url, projectId, taggingStatus, tag_ids, orderBy, take, skip)
+                session, projectId, taggingStatus, tag_ids, page.order_by, metadata_filter,
+                enough=page.skip + page.take, time_budget_s=ctx.settings.filter_time_budget_s,
+            )  # fmt: skip
+            return [image_out(i, base_url) for i in matching[page.skip : page.skip + page.take]]
+    return _image_page(ctx, base_url, projectId, taggingStatus, tag_ids, page)
 
 
 @router.get("/projects/{projectId}/images/count", response_model=int)
@@ -177,13 +209,15 @@ def get_image_count(
     _: Annotated[Principal, TrainingKey(P.images_read)],
     tag_ids: TagIds,
     taggingStatus: TaggingStatusQuery = Query("All"),
-    metadata_filter: str | None = Query(None, alias="$filter"),
+    metadata_filter: MetadataFilter = None,
 ) -> int:
     with ctx.db.read_session() as session:
         if metadata_filter:
-            return len(
-                labels.images_matching_metadata(session, projectId, taggingStatus, tag_ids, "Newest", metadata_filter)
-            )
+            matching = labels.images_matching_metadata(
+                session, projectId, taggingStatus, tag_ids, "Newest", metadata_filter,
+                time_budget_s=ctx.settings.filter_time_budget_s,
+            )  # fmt: skip
+            return len(matching)
         return image_service.count_images(session, projectId, taggingStatus, tag_ids)
 
 
@@ -194,11 +228,9 @@ def get_tagged_images(
     base_url: BaseUrl,
     _: Annotated[Principal, TrainingKey(P.images_read)],
     tag_ids: TagIds,
-    orderBy: OrderBy = Query("Newest"),
-    take: int = Query(50, ge=0, le=256),
-    skip: int = Query(0, ge=0),
+    page: Page,
 ) -> list[ImageOut]:
-    return _image_page(ctx, base_url, projectId, "Tagged", tag_ids, orderBy, take, skip)
+    return _image_page(ctx, base_url, projectId, "Tagged", tag_ids, page)
 
 
 @router.get("/projects/{projectId}/images/untagged", response_model=list[ImageOut])
@@ -208,11 +240,9 @@ def get_untagged_images(
     base_url: BaseUrl,
     _: Annotated[Principal, TrainingKey(P.images_read)],
     tag_ids: TagIds,
-    orderBy: OrderBy = Query("Newest"),
-    take: int = Query(50, ge=0, le=256),
-    skip: int = Query(0, ge=0),
+    page: Page,
 ) -> list[ImageOut]:
-    return _image_page(ctx, base_url, projectId, "Untagged", tag_ids, orderBy, take, skip)
+    return _image_page(ctx, base_url, projectId, "Untagged", tag_ids, page)
 
 
 @router.get("/projects/{projectId}/images/tagged/count", response_model=int)
@@ -241,7 +271,11 @@ def get_images_by_ids(
 # --- changing --------------------------------------------------------------------------------------------
 
 
-@router.post("/projects/{projectId}/images/metadata", response_model=ImageMetadataUpdateSummaryOut)
+@router.post(
+    "/projects/{projectId}/images/metadata",
+    response_model=ImageMetadataUpdateSummaryOut,
+    responses={207: {"model": ImageMetadataUpdateSummaryOut, "description": "Some images not updated"}},
+)
 def update_image_metadata(
     projectId: str,
     response: Response,

@@ -26,7 +26,11 @@ from veil.services.tags import list_tags
 router = APIRouter(tags=["images"])
 
 
-@router.post("/projects/{projectId}/images/regions", response_model=ImageRegionCreateSummaryOut)
+@router.post(
+    "/projects/{projectId}/images/regions",
+    response_model=ImageRegionCreateSummaryOut,
+    responses={207: {"model": ImageRegionCreateSummaryOut, "description": "Some regions duplicated or over the limit"}},
+)
 def create_image_regions(
     projectId: str,
     batch: ImageRegionCreateBatchIn,

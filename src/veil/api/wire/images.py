@@ -9,7 +9,7 @@ from datetime import datetime
 
 from pydantic import field_validator
 
-from veil.api.wire.base import Wire
+from veil.api.wire.base import JsonFloat, Wire
 from veil.services.images import UploadOutcome
 from veil.services.labels import MetadataOutcome
 from veil.store import models
@@ -60,10 +60,10 @@ class ImageCreateSummaryOut(Wire):
 
 class RegionIn(Wire):
     tag_id: str
-    left: float
-    top: float
-    width: float
-    height: float
+    left: JsonFloat
+    top: JsonFloat
+    width: JsonFloat
+    height: JsonFloat
 
 
 class ImageFileCreateEntryIn(Wire):

@@ -6,14 +6,14 @@ from datetime import datetime
 
 from pydantic import Field
 
-from veil.api.wire.base import Wire
+from veil.api.wire.base import JsonInt, Wire
 from veil.store import models
 
 
 class ApiKeyIn(Wire):
     role: str
     project_id: str | None = None
-    expires_in_days: int | None = Field(default=None, gt=0)
+    expires_in_days: JsonInt | None = Field(default=None, gt=0)
     name: str = ""
 
 

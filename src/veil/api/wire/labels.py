@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from veil.api.wire.base import Wire
+from veil.api.wire.base import JsonFloat, Wire
 
 
 class ImageTagCreateEntry(Wire):
@@ -25,10 +25,10 @@ class ImageTagCreateSummaryOut(Wire):
 class ImageRegionCreateEntry(Wire):
     image_id: str
     tag_id: str
-    left: float
-    top: float
-    width: float
-    height: float
+    left: JsonFloat
+    top: JsonFloat
+    width: JsonFloat
+    height: JsonFloat
 
 
 class ImageRegionCreateBatchIn(Wire):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from veil.api.wire.base import Wire
+from veil.api.wire.base import JsonDateTime, JsonFloat, JsonInt, Wire
 from veil.services.predictions import PredictedTag, PredictionOutcome, stored_tags
 from veil.store import models
 
@@ -45,19 +45,19 @@ class StoredImagePredictionOut(ImagePredictionOut):
 
 class PredictionQueryTagWire(Wire):
     id: str
-    min_threshold: float = 0.0
-    max_threshold: float = 1.0
+    min_threshold: JsonFloat = 0.0
+    max_threshold: JsonFloat = 1.0
 
 
 class PredictionQueryTokenWire(Wire):
     session: str | None = None
     continuation: str | None = None
-    max_count: int | None = None
+    max_count: JsonInt | None = None
     order_by: str | None = None
     tags: list[PredictionQueryTagWire] | None = None
     iteration_id: str | None = None
-    start_time: datetime | None = None
-    end_time: datetime | None = None
+    start_time: JsonDateTime | None = None
+    end_time: JsonDateTime | None = None
     application: str | None = None
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from veil.api.wire.base import Wire
+from veil.api.wire.base import JsonBool, Wire
 from veil.services.portability import ProjectExportSummary
 from veil.store import models
 
@@ -37,7 +37,7 @@ class ProjectSettingsIn(Wire):
     domain_id: str | None = None
     classification_type: str | None = None
     target_export_platforms: list[str] | None = None
-    use_negative_set: bool | None = None
+    use_negative_set: JsonBool | None = None
     detection_parameters: str | None = None
 
 

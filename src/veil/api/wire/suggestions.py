@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from veil.api.wire.base import Wire
+from veil.api.wire.base import JsonFloat, JsonInt, Wire
 from veil.api.wire.images import image_data_url
 from veil.api.wire.predictions import BoundingBoxOut, PredictionOut, prediction_out
 from veil.services.region_proposals import RegionProposals
@@ -13,16 +13,16 @@ from veil.services.suggestions import SuggestedImage, SuggestionQuery
 
 class SuggestedTagAndRegionQueryTokenWire(Wire):
     tag_ids: list[str] | None = None
-    threshold: float | None = None
+    threshold: JsonFloat | None = None
     session: str | None = None
     continuation: str | None = None
-    max_count: int | None = None
+    max_count: JsonInt | None = None
     sort_by: str | None = None  # UncertaintyAscending | UncertaintyDescending
 
 
 class TagFilterIn(Wire):
     tag_ids: list[str] | None = None
-    threshold: float | None = None
+    threshold: JsonFloat | None = None
 
 
 class SuggestedTagAndRegionOut(Wire):
