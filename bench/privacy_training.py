@@ -10,6 +10,13 @@ the validation split. Embeddings are computed once per set; the wall time per ε
 audit (the shared embedding time is reported separately). Detection: DP is not offered (see veil.vision.dp), so no
 detection row. The plot goes to docs/privacy_training.png.
 
+Two extra loss-attack columns separate membership from the split: "i.i.d." redraws the members at random from
+train + val pooled (same count per class; non-members = the rest), 10 draws, mean ± sd — the membership game as
+defined, where members and non-members come from one distribution; "null" is the same procedure trained on other
+train images (never on the members), so its AUC is what the train/val difference alone gives the attack.
+Advanced rows (30 per class, ε = 8, 3, 1): DP-SGD fine-tuning of the last stage (veil.vision.dp_train.fine_tune_dp),
+audited with the loss attack and linear-head proxies ("offline" calibration), as `veil train --advanced` does.
+
     make bench BENCH=privacy-training        # or: python -m bench privacy-training
 """
 
@@ -36,6 +43,9 @@ REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
 PLOT = REPO / "docs" / "privacy_training.png"
 EPSILONS = (math.inf, 8.0, 3.0, 1.0)
+TRAIN_IMAGES = 245  # the full ants/bees train split (the null model trains on train images outside the members)
+_TRAIN_EMBEDDINGS: list[np.ndarray] = []  # filled by main(): the full train split's embeddings, in split order
+_TRAIN_TARGETS: list[int] = []
 BACKBONE = "efficientnet-lite2"
 SEED = 0
 console = Console(width=200)  # the table is wide; keep it whole in logs and pipes
@@ -67,11 +77,104 @@ def _row(embeddings: np.ndarray, targets: np.ndarray, members: list[int], epsilo
     report = membership.audit([target], targets, False, head.reference_logits, seed=SEED)
     attacks = {a.name: a for a in report.attacks}
     return {
+        "iid": _iid_loss_auc(embeddings, targets, len(members), budget),
+        "null": _null_loss_auc(embeddings, targets, members, budget),
         "epsilon": epsilon,
         "spent": head.spent,
         "accuracy": accuracy,
         "loss": attacks["loss threshold"],
         "lira": attacks["LiRA"],
+        "train_seconds": trained,
+        "audit_seconds": report.seconds,
+        "verdict": report.verdict,
+    }
+
+
+def _iid_loss_auc(embeddings: np.ndarray, targets: np.ndarray, count: int, budget: PrivacyBudget | None) -> str:
+    """Loss-attack AUC with members drawn at random from all images (stratified), mean ± sd over 10 draws."""
+    per_class = [int(np.sum(targets[:count] == c)) for c in (0, 1)]
+    aucs = []
+    for draw in range(10):
+        rng = np.random.default_rng(1000 + draw)
+        members = [int(i) for c in (0, 1) for i in rng.permutation(np.flatnonzero(targets == c))[: per_class[c]]]
+        chosen = set(members)
+        non_members = [i for i in range(len(targets)) if i not in chosen]
+        head = LinearHead(embeddings, targets, False, 2, budget, SEED + draw)
+        loss = membership.true_tag_loss(head.logits(head.fit(members)), targets, False)
+        aucs.append(membership.auc(-loss[members], -loss[non_members]))
+    return f"{np.mean(aucs):.3f} ± {np.std(aucs):.3f}"
+
+
+def _null_loss_auc(
+    embeddings: np.ndarray, targets: np.ndarray, members: list[int], budget: PrivacyBudget | None
+) -> str:
+    """The loss attack on a model of the same procedure that never saw the members (trained on other train
+    images, as many per class where the split has them): its AUC is the split's difference, not membership."""
+    others = [i for i in range(TRAIN_IMAGES) if i not in set(members)]
+    if not others:
+        return "—"
+    extra = np.asarray(_TRAIN_EMBEDDINGS)[others]
+    pooled = np.concatenate([embeddings, extra])
+    labels = np.concatenate([targets, np.asarray(_TRAIN_TARGETS)[others]])
+    head = LinearHead(pooled, labels, False, 2, budget, SEED)
+    fitted = list(range(len(targets), len(labels)))
+    per_class = [int(np.sum(targets[members] == c)) for c in (0, 1)]
+    fitted = [i for c in (0, 1) for i in [j for j in fitted if labels[j] == c][: per_class[c]]]
+    loss = membership.true_tag_loss(head.logits(head.fit(fitted)), labels, False)
+    non_members = list(range(len(members), len(targets)))
+    return f"{membership.auc(-loss[members], -loss[non_members]):.3f}"
+
+
+def _advanced_row(
+    training: list[Sample], validation: list[Sample], embeddings: np.ndarray, targets: np.ndarray, epsilon: float
+) -> dict[str, object]:
+    """Advanced classification with DP: the last stage fine-tuned by DP-SGD, scored on val, audited."""
+    import torch
+
+    from veil.vision.backbone import fuse_batch_norm
+    from veil.vision.dp_train import fine_tune_dp
+    from veil.vision.export import export_onnx
+    from veil.vision.runtime import load_model
+
+    size = variant_named(BACKBONE).native_size
+    info = ModelInfo("classify", ["ants", "bees"], size, size, "stretch", MEAN, STD)
+    budget = PrivacyBudget(epsilon)
+    started = time.monotonic()
+    network = classify.ClassifierNetwork(
+        fuse_batch_norm(pretrained_backbone(BACKBONE).eval()), 2, False, normalize=True
+    )
+    with torch.no_grad():
+        network.head.weight.zero_()
+        network.head.bias.zero_()
+    members = list(range(len(training)))
+    spent = fine_tune_dp(
+        network, [s.rgb() for s in training], targets[members], info, budget, budget.delta_for(len(targets)), SEED
+    )
+    model = load_model(export_onnx(network, info, ["probabilities"]))
+    trained = time.monotonic() - started
+    every = [s.rgb() for s in training + validation]
+    probabilities = np.concatenate([model.probabilities(every[i : i + 16]) for i in range(0, len(every), 16)])
+    non_members = list(range(len(training), len(targets)))
+    accuracy = float((probabilities[non_members].argmax(1) == targets[non_members]).mean())
+    logits = np.log(np.clip(probabilities.astype(np.float64), 1e-12, 1.0))
+    proxies = LinearHead(embeddings, targets, False, 2, None, SEED)
+    report = membership.audit(
+        [membership.AuditTarget(logits, members, non_members)],
+        targets,
+        False,
+        proxies.reference_logits,
+        calibration="offline",
+        seed=SEED,
+    )
+    attacks = {a.name: a for a in report.attacks}
+    return {
+        "epsilon": epsilon,
+        "spent": spent,
+        "accuracy": accuracy,
+        "loss": attacks["loss threshold"],
+        "lira": attacks["calibrated loss"],
+        "iid": "—",
+        "null": "—",
         "train_seconds": trained,
         "audit_seconds": report.seconds,
         "verdict": report.verdict,
@@ -115,53 +218,68 @@ def _plot(results: dict[str, list[dict[str, object]]]) -> None:
     figure.savefig(PLOT, dpi=110)
 
 
+def _add(table: Table, name: str, row: dict[str, object]) -> None:
+    spent, lira, loss, epsilon = row["spent"], row["lira"], row["loss"], float(row["epsilon"])  # type: ignore[arg-type]
+    table.add_row(
+        name,
+        "∞" if math.isinf(epsilon) else f"{epsilon:g}",
+        f"{spent.epsilon:.2f} ({spent.delta:.0e})" if spent else "—",  # type: ignore[attr-defined]
+        f"{spent.noise_multiplier:.2f} · {spent.sample_rate:.2f} · {spent.steps}" if spent else "—",  # type: ignore[attr-defined]
+        f"{row['accuracy']:.3f}",
+        str(loss.auc),  # type: ignore[attr-defined]
+        str(row["iid"]),
+        str(row["null"]),
+        str(lira.auc),  # type: ignore[attr-defined]
+        f"{lira.tpr_at_0_1_fpr.value:.3f}",  # type: ignore[attr-defined]
+        f"{lira.tpr_at_1_fpr.value:.3f}",  # type: ignore[attr-defined]
+        f"{row['train_seconds']:.1f}",
+        f"{row['audit_seconds']:.1f}",
+    )
+    console.print(f"  {name} ε = {epsilon:g}: {row['verdict']}", highlight=False)
+
+
 def main() -> None:
     validation = _ants_bees("val")
     results: dict[str, list[dict[str, object]]] = {}
-    table = Table(title="Private training · ants/bees · Regular (Lite2 embeddings) · metrics on val")
+    table = Table(title="Private training · ants/bees · Lite2 · metrics on val")
     for column in (
         "train set",
         "ε target",
         "ε spent (δ)",
         "σ · q · steps",
         "val accuracy",
-        "loss AUC",
-        "LiRA AUC [95 % CI]",
-        "LiRA TPR@0.1%FPR",
-        "LiRA TPR@1%FPR",
+        "loss AUC [95 % CI]",
+        "loss AUC i.i.d.",
+        "loss AUC null",
+        "LiRA AUC [95 % CI] (Advanced: calibrated loss)",
+        "TPR@0.1%FPR",
+        "TPR@1%FPR",
         "train s",
         "audit s",
     ):
         table.add_column(column, justify="left" if column == "train set" else "right")
+    train_all = _ants_bees("train")
+    started = time.monotonic()
+    pooled = _embeddings(train_all + validation)
+    console.print(f"embedded {len(train_all)} + {len(validation)} images in {time.monotonic() - started:.0f} s")
+    _TRAIN_EMBEDDINGS[:] = list(pooled[: len(train_all)])
+    _TRAIN_TARGETS[:] = [0 if s.labels == ["ants"] else 1 for s in train_all]
+    position = {s.key: i for i, s in enumerate(train_all)}
     for name, per_class in (("full (245)", None), ("30 per class", 30)):
         training = _ants_bees("train", per_class)
-        started = time.monotonic()
-        embeddings = _embeddings(training + validation)
-        embed_seconds = time.monotonic() - started
-        console.print(f"{name}: embedded {len(training)} + {len(validation)} images in {embed_seconds:.0f} s")
+        rows_of = [position[s.key] for s in training] + list(range(len(train_all), len(pooled)))
+        embeddings = pooled[rows_of]
         targets = np.array([0 if s.labels == ["ants"] else 1 for s in training + validation])
         members = list(range(len(training)))
         rows = []
         for epsilon in EPSILONS:
             row = _row(embeddings, targets, members, epsilon)
             rows.append(row)
-            spent = row["spent"]
-            lira, loss = row["lira"], row["loss"]
-            table.add_row(
-                name,
-                "∞" if math.isinf(epsilon) else f"{epsilon:g}",
-                f"{spent.epsilon:.2f} ({spent.delta:.0e})" if spent else "—",  # type: ignore[attr-defined]
-                f"{spent.noise_multiplier:.2f} · {spent.sample_rate:.2f} · {spent.steps}" if spent else "—",  # type: ignore[attr-defined]
-                f"{row['accuracy']:.3f}",
-                f"{loss.auc.value:.3f}",  # type: ignore[attr-defined]
-                str(lira.auc),
-                f"{lira.tpr_at_0_1_fpr.value:.3f}",  # type: ignore[attr-defined]
-                f"{lira.tpr_at_1_fpr.value:.3f}",  # type: ignore[attr-defined]
-                f"{row['train_seconds']:.1f}",
-                f"{row['audit_seconds']:.1f}",
-            )
-            console.print(f"  ε = {epsilon:g}: {row['verdict']}", highlight=False)
+            _add(table, name, row)
         results[name] = rows
+        if per_class is not None:
+            for epsilon in EPSILONS[1:]:
+                _add(table, f"{name}, Advanced", _advanced_row(training, validation, embeddings, targets, epsilon))
     console.print(table)
     console.print(
         "detection: not benchmarked — DP is not offered for detection (per-image gradients are not defined by "

@@ -104,6 +104,11 @@ def test_spent_budget_is_recorded_on_card_and_in_onnx_metadata(iterations: dict[
     recorded = json.loads(metadata["veil.privacy"])["differential_privacy"]
     assert recorded["epsilon"] == spent.epsilon and recorded["noise_multiplier"] == spent.noise_multiplier
     assert recorded["sample_rate"] == spent.sample_rate and recorded["max_grad_norm"] == 1.0
+    # the Azure-layout graph every other export format is built from keeps the record
+    from veil.vision.exports.azure_layout import azure_layout
+
+    converted = {e.key: e.value for e in azure_layout(result.onnx).metadata_props}
+    assert json.loads(converted["veil.privacy"])["differential_privacy"] == recorded
 
 
 @pytest.fixture(scope="module")

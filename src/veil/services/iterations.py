@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
@@ -21,7 +21,7 @@ from veil.services.errors import Conflict, InvalidInput, NotFound
 from veil.services.projects import get_project
 from veil.services.vault import Vault
 from veil.store.models import Export, Image, Iteration, Project, Tag, utcnow
-from veil.store.records import COMPLETED, TRAINING, IterationRecord
+from veil.store.records import COMPLETED, TRAINING, IterationRecord, PrivacyRecord, PrivacyRequestRecord
 
 if TYPE_CHECKING:
     from veil.vision.metrics import Evaluation, ImageResult, Performance
@@ -117,7 +117,16 @@ def training_curve(ctx: AppContext, project_id: str, iteration_id: str) -> bytes
         return Vault(ctx).get(project, blob_id)
 
 
-def iteration_privacy(ctx: AppContext, project_id: str, iteration_id: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class IterationPrivacy:
+    """An iteration's privacy report: the budget asked for, what DP spent and the membership-inference audit."""
+
+    iteration_id: str
+    requested: PrivacyRequestRecord | None
+    report: PrivacyRecord
+
+
+def iteration_privacy(ctx: AppContext, project_id: str, iteration_id: str) -> IterationPrivacy:
     """What an iteration spent (ε, δ, mechanism; None if not private) and its membership-inference audit."""
     with ctx.db.session() as session:
         get_project(session, project_id)
@@ -125,13 +134,9 @@ def iteration_privacy(ctx: AppContext, project_id: str, iteration_id: str) -> di
         record = IterationRecord.of(iteration)
         if iteration.status != COMPLETED:
             raise NotFound(f"iteration {iteration_id} has no privacy report: it is {iteration.status}")
-        report = record.privacy or record.model_card.get("privacy") or {}
-        return {
-            "iteration_id": iteration.id,
-            "requested": record.privacy_request,
-            "differential_privacy": report.get("differential_privacy"),
-            "audit": report.get("audit"),
-        }
+        # rows trained before the report was its own field kept it only in the model card
+        report = record.privacy or PrivacyRecord.model_validate(record.model_card.get("privacy") or {})
+        return IterationPrivacy(iteration.id, record.privacy_request, report)
 
 
 def load_evaluation(ctx: AppContext, project: Project, iteration: Iteration) -> Evaluation:

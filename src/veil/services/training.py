@@ -36,7 +36,15 @@ from veil.services.privacy import privacy_policy
 from veil.services.projects import get_project, is_detection, task_of
 from veil.services.vault import Vault
 from veil.store.models import Image, ImageTag, Iteration, Project, Region, Tag, new_id, utcnow
-from veil.store.records import COMPLETED, FAILED, TRAINING, IterationRecord, LabelRecord
+from veil.store.records import (
+    COMPLETED,
+    FAILED,
+    TRAINING,
+    IterationRecord,
+    LabelRecord,
+    PrivacyRecord,
+    PrivacyRequestRecord,
+)
 from veil.vision.variants import backbone_named
 
 if TYPE_CHECKING:
@@ -239,14 +247,14 @@ def start_training(ctx: AppContext, actor: Principal, project_id: str, options: 
             "iteration_id": iteration.id,
             "backbone": network.backbone,
             "input_size": network.input_size,
-            "privacy": privacy,
+            "privacy": privacy.model_dump() if privacy else None,
         }
         iteration.job_id = queue.enqueue_in(session, "train", project_id, payload)
         audit.record(session, actor, "iteration.train", [project_id, iteration.id])
         return iteration
 
 
-def privacy_request(options: TrainOptions, task: str, images: int) -> dict[str, Any] | None:
+def privacy_request(options: TrainOptions, task: str, images: int) -> PrivacyRequestRecord | None:
     """The Veil extension `privacy=dp&epsilon=8&delta=auto` as the job's budget (None: not private); a bad request
     is `InvalidInput` (400) with one line, before anything is queued."""
     from veil.vision.dp import PrivacyBudget, PrivacyInputError
@@ -268,7 +276,7 @@ def privacy_request(options: TrainOptions, task: str, images: int) -> dict[str, 
         budget.validate(task, options.training_type == "Advanced", images)
     except PrivacyInputError as exc:
         raise InvalidInput(str(exc)) from None
-    return {"epsilon": budget.epsilon, "delta": budget.delta}
+    return PrivacyRequestRecord(epsilon=budget.epsilon, delta=budget.delta)
 
 
 @dataclass(frozen=True)
@@ -431,7 +439,9 @@ class TrainingJob:
                     "pr_curve_blob_ids": curves,
                     "training_curve_blob_id": training_curve_blob,
                     "model_card": _jsonable(asdict(result.model_card)),
-                    "privacy": result.privacy.to_dict() if getattr(result, "privacy", None) else None,
+                    "privacy": PrivacyRecord.model_validate(result.privacy.to_dict())
+                    if getattr(result, "privacy", None)
+                    else None,
                 }
             ).save_to(iteration)
             iteration.model_blob_id = model_blob

@@ -23,6 +23,73 @@ class LabelRecord(BaseModel):
     type: str = "Regular"  # or "Negative"
 
 
+class PrivacyRequestRecord(BaseModel):
+    """The differential-privacy budget a train call asked for (`privacy=dp&epsilon=8&delta=auto`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    epsilon: float
+    delta: float | None = None  # None: auto, 1/(10·N)
+
+
+class PrivacySpentRecord(BaseModel):
+    """What a differentially private training spent and how (`veil.vision.dp.PrivacySpent`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    epsilon: float  # spent, read back from the accountant (≤ target_epsilon)
+    delta: float
+    target_epsilon: float
+    accountant: str  # prv | rdp
+    max_grad_norm: float  # per-image clipping norm C
+    noise_multiplier: float  # σ: the noise's standard deviation is σ·C
+    sample_rate: float  # Poisson sampling rate q
+    steps: int
+    epochs: float
+    images: int
+    mechanism: str
+    covers: str = ""
+
+
+class IntervalRecord(BaseModel):
+    value: float
+    low: float  # 95 % bootstrap interval
+    high: float
+
+
+class AttackRecord(BaseModel):
+    name: str
+    description: str
+    auc: IntervalRecord
+    tpr_at_0_1_fpr: IntervalRecord
+    tpr_at_1_fpr: IntervalRecord
+
+
+class MembershipAuditRecord(BaseModel):
+    """The membership-inference audit of an iteration (`veil.vision.membership.AuditReport`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    members: int
+    non_members: int
+    min_measurable_fpr: float
+    reference_models: int
+    calibration: str
+    attacks: list[AttackRecord]
+    verdict: str
+    seconds: float
+    notes: list[str] = Field(default_factory=list)
+
+
+class PrivacyRecord(BaseModel):
+    """An iteration's privacy: what DP spent (None: not private) and the audit (None: not audited)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    differential_privacy: PrivacySpentRecord | None = None
+    audit: MembershipAuditRecord | None = None
+
+
 class IterationRecord(BaseModel):
     """What Veil records on an iteration (the `iterations.metrics` JSON column), typed: what it was trained on,
     how it was measured, which network and budget, and the sealed artifacts it owns besides its model."""
@@ -41,8 +108,8 @@ class IterationRecord(BaseModel):
     training_curve_blob_id: str | None = None
     model_card: dict[str, Any] = Field(default_factory=dict)
     prediction_resource_id: str | None = None  # Azure's publish target, echoed back
-    privacy_request: dict[str, Any] | None = None  # the differential-privacy budget asked for (None: not private)
-    privacy: dict[str, Any] | None = None  # what training spent and the membership-inference audit
+    privacy_request: PrivacyRequestRecord | None = None  # the differential-privacy budget asked for (None: not private)
+    privacy: PrivacyRecord | None = None  # what training spent and the membership-inference audit
     images_forgotten: int = 0  # training images shredded after training (policy forget_images_after_training)
 
     @classmethod

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from veil.api.wire.base import Wire
+
+if TYPE_CHECKING:
+    from veil.services.iterations import IterationPrivacy
 
 
 class DifferentialPrivacyOut(Wire):
@@ -60,14 +63,13 @@ class IterationPrivacyOut(Wire):
     audit: MembershipAuditOut | None = None  # None: not audited (object detection)
 
 
-def iteration_privacy_out(report: dict[str, Any]) -> IterationPrivacyOut:
-    requested = report.get("requested") or {}
-    spent, audit = report.get("differential_privacy"), report.get("audit")
+def iteration_privacy_out(privacy: IterationPrivacy) -> IterationPrivacyOut:
+    spent, audit = privacy.report.differential_privacy, privacy.report.audit
     return IterationPrivacyOut(
-        iteration_id=report["iteration_id"],
+        iteration_id=privacy.iteration_id,
         private=spent is not None,
-        requested_epsilon=requested.get("epsilon"),
-        requested_delta=requested.get("delta"),
-        differential_privacy=DifferentialPrivacyOut.model_validate(spent) if spent else None,
-        audit=MembershipAuditOut.model_validate(audit) if audit else None,
+        requested_epsilon=privacy.requested.epsilon if privacy.requested else None,
+        requested_delta=privacy.requested.delta if privacy.requested else None,
+        differential_privacy=DifferentialPrivacyOut.model_validate(spent.model_dump()) if spent else None,
+        audit=MembershipAuditOut.model_validate(audit.model_dump()) if audit else None,
     )

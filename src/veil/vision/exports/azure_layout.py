@@ -317,6 +317,8 @@ def azure_layout(
     del merged.metadata_props[:]
     metadata = {**(WINML_METADATA if pixels == "bgr255" else {}), "veil.export_layout": "azure-compact"}
     metadata["veil.source_task"] = info.task
+    # what training spent in differential privacy and the membership audit travel with every format built here
+    metadata.update({e.key: e.value for e in veil.metadata_props if e.key == "veil.privacy"})
     for key, value in metadata.items():
         entry = merged.metadata_props.add()
         entry.key, entry.value = key, value
