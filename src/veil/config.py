@@ -83,6 +83,9 @@ class Settings(BaseSettings):
 
     # Training time budget of Regular detection (minutes); None: the engine's default.
     regular_training_minutes: float | None = None
+    # Tests and benchmarks only: every detector trains exactly this many optimizer steps instead of by the clock
+    # (VEIL_TRAINING_MAX_STEPS), so a test's result does not depend on machine load. Unset in production.
+    training_max_steps: int | None = None
     # URL routes (`.../url`, `images/urls`): off unless hosts are listed (comma-separated, exact names).
     url_fetch_hosts: str = ""
     url_fetch_max_bytes: int = 6 * MB

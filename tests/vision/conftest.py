@@ -60,8 +60,8 @@ def export_classifier() -> bytes:
 
 @pytest.fixture(scope="session")
 def export_detector() -> bytes:
-    """A person detector on Penn-Fudan's first 60 images (a 24-second budget); its last 50 stay unseen."""
+    """A person detector on Penn-Fudan's first 60 images (60 optimizer steps); its last 50 stay unseen."""
     from veil.vision.train import TrainRequest, train
 
     people = load_dataset(dataset_path("pedestrians-det") / "PennFudanPed")
-    return train(TrainRequest("detect", people[:60], budget_minutes=0.4, seed=1, input_size=256)).onnx
+    return train(TrainRequest("detect", people[:60], max_steps=60, seed=1, input_size=256)).onnx

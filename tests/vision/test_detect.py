@@ -19,7 +19,7 @@ INPUT = 128
 
 @pytest.fixture(scope="module")
 def trained(raccoons: list[Sample]) -> TrainResult:
-    return train(TrainRequest("detect", raccoons, budget_minutes=0.15, seed=1, input_size=INPUT))
+    return train(TrainRequest("detect", raccoons, max_steps=20, seed=1, input_size=INPUT))
 
 
 def test_detector_trains_and_evaluates_on_held_out_images(trained: TrainResult, raccoons: list[Sample]) -> None:
@@ -27,7 +27,7 @@ def test_detector_trains_and_evaluates_on_held_out_images(trained: TrainResult, 
     assert evaluation.method == "holdout" and len(evaluation.images) == 8  # 20 % of 40
     assert trained.info.task == "detect" and trained.info.labels == ["raccoon"]
     assert trained.info.resize_mode == "letterbox" and trained.info.input_width == INPUT
-    assert trained.settings["iterations"] >= 1
+    assert trained.settings["iterations"] == 20  # the step cap (tests train by steps, not by the clock)
     held_out = {image.key for image in evaluation.images}
     assert held_out <= {s.key for s in raccoons}
     assert sum(len(image.true_boxes) for image in evaluation.images) >= 8
@@ -73,7 +73,7 @@ def test_detection_needs_fifteen_images_per_tag(raccoons: list[Sample]) -> None:
 
 def test_few_images_are_cross_validated_and_the_delivered_model_sees_them_all(raccoons: list[Sample]) -> None:
     few = raccoons[:18]
-    result = train(TrainRequest("detect", few, budget_minutes=0.15, seed=2, input_size=INPUT))
+    result = train(TrainRequest("detect", few, max_steps=30, seed=2, input_size=INPUT))
     evaluation = result.evaluation
     assert evaluation.method == "kfold:3"
     # every image scored exactly once, by the model of the fold that held it out
@@ -83,4 +83,6 @@ def test_few_images_are_cross_validated_and_the_delivered_model_sees_them_all(ra
         by_fold[image.fold] = by_fold.get(image.fold, 0) + 1
     assert sorted(by_fold) == [0, 1, 2] and all(count >= 5 for count in by_fold.values())
     assert "3-fold cross-validation" in str(result.settings["evaluation"])
+    # the step cap is split like the time budget: a sixth per fold model, half for the delivered one
+    assert "5 steps" in str(result.settings["evaluation"]) and result.settings["iterations"] == 15
     assert result.model_card.evaluation_method == "kfold:3" and result.model_card.total_images == 18

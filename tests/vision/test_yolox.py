@@ -90,3 +90,30 @@ def test_yolox_nano_is_a_detection_backbone_only(raccoons: list[Sample]) -> None
     tagged = [Sample(s.key, s.image, ["raccoon"]) for s in raccoons[:10]]
     with pytest.raises(InvalidDataset, match="detector"):
         train(TrainRequest("multilabel", tagged, backbone="yolox-nano"))
+
+
+QUALITY_STEPS = 80
+
+
+def test_fine_tuned_yolox_finds_the_raccoons_of_unseen_photos(raccoons: list[Sample]) -> None:
+    """A class COCO does not have: 30 raccoon photos, 80 optimizer steps (a step cap, not a time budget, so the
+    result does not depend on machine load); AP@0.5 on the 10 photos left out, through the exported model."""
+    ordered = sorted(raccoons, key=lambda s: s.key)
+    held_out = [s.key for s in ordered[30:]]
+    result = train(
+        TrainRequest(
+            "detect",
+            ordered,
+            seed=0,
+            backbone="yolox-nano",
+            input_size=INPUT,
+            test_keys=held_out,
+            max_steps=QUALITY_STEPS,
+            audit=False,
+        )
+    )
+    assert result.settings["iterations"] == QUALITY_STEPS and result.settings["max_steps"] == QUALITY_STEPS
+    assert sorted(image.key for image in result.evaluation.images) == sorted(held_out)
+    # Measured (2026-11-26, this recipe): AP@0.5 0.867 with seed 0, 0.657-0.867 over seeds 0-2; 40 steps gave
+    # 0.39-0.82. A head that has not learned raccoons scores about 0.
+    assert result.performance.mean_average_precision >= 0.5, result.performance

@@ -364,6 +364,7 @@ class TrainingJob:
                 backbone=job.payload.get("backbone"),
                 privacy=_budget(job.payload.get("privacy")),
                 input_size=job.payload.get("input_size"),
+                max_steps=job.settings.training_max_steps,
             )
 
             def progress(update: Any) -> None:

@@ -7,7 +7,8 @@ distances, see `SoftplusRegressionHead`) and `FCOS`'s loss
 mean 0, std 1). Training augments with horizontal flips, scale jitter with random placement/cropping inside the
 letterbox, and colour jitter; the backbone's batch norms stay frozen (small CPU batches) and its stem and first
 five blocks (up to stride 8) are frozen and run in onnxruntime during training, several times faster than eager.
-The learning rate follows a warm-up then a cosine over the time budget.
+`run_training` is the loop both detectors (this one and `veil.vision.yolox`) train with: warm-up, then a
+cosine over the budget (`TrainingBudget`: wall time, or an exact step count for load-proof tests and benchmarks).
 
 `DetectorExport` is what the ONNX graph holds: network + box decoding against fixed anchor points, returning
 `boxes` (N, A, 4) xyxy in input pixels and `scores` (N, A, C) = sqrt(sigmoid(class) · sigmoid(centerness)), as
@@ -229,14 +230,14 @@ def train_detector(
     detector: FCOS,
     items: Sequence[DetectionItem],
     info: ModelInfo,
-    budget_seconds: float,
+    budget: TrainingBudget,
     seed: int,
     on_progress: Callable[[float], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     batch_size: int = 4,
     base_lr: float = 1e-3,
 ) -> DetectionHistory:
-    """Train for `budget_seconds` of wall time (warm-up, then cosine decay of the learning rate by elapsed time)."""
+    """Train the FCOS detector within `budget` (`run_training`); the trunk learns at 0.3 × `base_lr`."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     _set_trainable(detector)
@@ -248,46 +249,110 @@ def train_detector(
     optimizer = torch.optim.AdamW(
         [{"params": trunk_params, "lr": base_lr * 0.3}, {"params": other_params, "lr": base_lr}], weight_decay=1e-4
     )
+
+    def batch_loss(images: np.ndarray, boxes: list[np.ndarray], classes: list[np.ndarray]) -> torch.Tensor:
+        targets = [
+            {"boxes": torch.from_numpy(b).float(), "labels": torch.from_numpy(c).long()}
+            for b, c in zip(boxes, classes, strict=True)
+        ]
+        return _losses(detector, torch.from_numpy(prefix(images)), targets, info.input_width)
+
+    def on_epoch() -> None:
+        detector.train()
+        _freeze_batch_norm(detector)
+
+    history = run_training(
+        detector, optimizer, batch_loss, items, info, budget, rng, on_progress, should_cancel, batch_size, on_epoch
+    )
+    detector.eval()
+    return history
+
+
+# ---------------------------------------------------------------- the training loop both detectors share
+
+
+@dataclass(frozen=True)
+class TrainingBudget:
+    """How long a detector trains: `seconds` of wall time (what users and the service set), or, when `steps` is
+    given, exactly that many optimizer steps whatever the clock says. The step cap is for tests and benchmarks,
+    whose results must not depend on how loaded the machine is (`TrainRequest.max_steps`)."""
+
+    seconds: float
+    steps: int | None = None
+
+    def share(self, fraction: float) -> TrainingBudget:
+        """A part of this budget (cross-validation's fold models, the delivered model)."""
+        steps = None if self.steps is None else max(1, round(self.steps * fraction))
+        return TrainingBudget(self.seconds * fraction, steps)
+
+    def progress(self, elapsed_seconds: float, steps: int) -> float:
+        """How much is spent: 0 at the start, ≥ 1 when training must stop."""
+        if self.steps is not None:
+            return steps / self.steps
+        return elapsed_seconds / self.seconds
+
+
+BatchLoss = Callable[[np.ndarray, list[np.ndarray], list[np.ndarray]], torch.Tensor]
+
+
+def run_training(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch_loss: BatchLoss,
+    items: Sequence[DetectionItem],
+    info: ModelInfo,
+    budget: TrainingBudget,
+    rng: np.random.Generator,
+    on_progress: Callable[[float], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    batch_size: int = 4,
+    on_epoch: Callable[[], None] | None = None,
+    warmup: int = 20,
+) -> DetectionHistory:
+    """Epochs of shuffled, augmented batches until `budget` is spent. The learning rate of every parameter group
+    warms up over `warmup` steps, then follows a cosine over the budget (elapsed time, or steps when capped).
+    `batch_loss(images, boxes, classes)` gets a normalized (N, 3, H, W) batch and each image's input-pixel xyxy
+    boxes and class ids; `on_epoch` runs before each epoch (train mode, frozen batch norms)."""
     initial_lrs = [group["lr"] for group in optimizer.param_groups]
     started = time.monotonic()
     history = DetectionHistory(0, [], [], 0.0)
+
+    def spent() -> float:
+        return budget.progress(time.monotonic() - started, history.iterations)
+
     epoch = 0
-    warmup = 20
-    while True:
+    while spent() < 1.0:
         epoch += 1
-        detector.train()
-        _freeze_batch_norm(detector)
+        if on_epoch:
+            on_epoch()
         losses = []
         order = rng.permutation(len(items))
         for start in range(0, len(order), batch_size):
             if should_cancel and should_cancel():
                 raise TrainingCancelled("training cancelled")
-            elapsed = time.monotonic() - started
-            if elapsed >= budget_seconds:
+            progress = spent()
+            if progress >= 1.0:
                 break
-            progress = elapsed / budget_seconds
             factor = min(1.0, (history.iterations + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * progress))
             for group, initial in zip(optimizer.param_groups, initial_lrs, strict=True):
                 group["lr"] = initial * max(factor, 0.01)
-            images, targets = [], []
+            images, boxes, classes = [], [], []
             for index in order[start : start + batch_size]:
-                canvas, boxes, classes = augment(items[index], info, rng)
+                canvas, placed, ids = augment(items[index], info, rng)
                 images.append(normalize(canvas, info))
-                targets.append({"boxes": torch.from_numpy(boxes).float(), "labels": torch.from_numpy(classes).long()})
-            loss = _losses(detector, torch.from_numpy(prefix(np.stack(images))), targets, info.input_width)
+                boxes.append(placed)
+                classes.append(ids)
+            loss = batch_loss(np.stack(images), boxes, classes)
             optimizer.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(detector.parameters(), 10.0)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             optimizer.step()
             losses.append(float(loss.detach()))
             history.iterations += 1
             if on_progress:
-                on_progress(min(1.0, (time.monotonic() - started) / budget_seconds))
+                on_progress(min(1.0, spent()))
         if losses:
             history.epochs.append(epoch)
             history.train_loss.append(float(np.mean(losses)))
-        if time.monotonic() - started >= budget_seconds:
-            break
     history.seconds = time.monotonic() - started
-    detector.eval()
     return history

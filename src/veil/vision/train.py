@@ -99,6 +99,9 @@ class TrainRequest:
     threads: int | None = None
     test_keys: list[str] | None = None  # evaluate on exactly these images (a fixed test set) instead of a split
     privacy: PrivacyBudget | None = None  # differential privacy (veil.vision.dp); None: not private
+    # Tests and benchmarks only: train each detector for exactly this many optimizer steps (split like the time
+    # budget across cross-validation folds) instead of by the clock, so results do not depend on machine load.
+    max_steps: int | None = None
     audit: bool = True  # membership-inference audit of the iteration (veil.vision.membership)
 
 
@@ -600,14 +603,14 @@ def _train_detection(
     for count, sample in enumerate(samples):
         items.append(_detection_item(sample, labels, size)[0])
         report("loading", (count + 1) / len(samples))
-    budget = _budget_seconds(request, REGULAR_DETECTION_MINUTES)
+    budget = _detection_budget(request)
     results: list[ImageResult] = []
     if kfold:
         # Few images: every image is scored by a model that never saw it. Half the budget goes to the fold
         # models, half to the delivered one trained on everything (measured on Penn-Fudan, 30 images: the
         # delivered model beats one trained on 80 % for the whole budget, and fold models score a little lower
         # than it, so the estimate errs on the modest side).
-        share = budget / 2 / len(plan.folds)
+        share = budget.share(1 / 2 / len(plan.folds))
         for fold, held_out in enumerate(plan.folds):
             train_idx = plan.train_indices(fold, len(samples))
 
@@ -619,7 +622,7 @@ def _train_detection(
             )
             results.extend(_score_held_out(fold_onnx, samples, held_out, fold, should_cancel))
         onnx_bytes, history = _fit_detector(
-            request, items, info, budget / 2, 0, lambda f: report("training", f), should_cancel
+            request, items, info, budget.share(1 / 2), 0, lambda f: report("training", f), should_cancel
         )
         report("export", 1.0)
     else:
@@ -640,15 +643,17 @@ def _train_detection(
         ),
         "input_size": size,
         "seed": request.seed,
-        "budget_minutes": round(budget / 60, 2),
+        "budget_minutes": round(budget.seconds / 60, 2),
         "iterations": history.iterations,
         "epochs": len(history.epochs),
     }
+    if budget.steps is not None:
+        settings["max_steps"] = budget.steps
     if kfold:
         settings["evaluation"] = (
             f"{len(plan.folds)}-fold cross-validation, each fold model trained for "
-            f"{budget / 2 / len(plan.folds) / 60:.2f} min; the delivered model trained on every image for "
-            f"{budget / 2 / 60:.2f} min"
+            f"{_describe(budget.share(1 / 2 / len(plan.folds)))}; the delivered model trained on every image for "
+            f"{_describe(budget.share(1 / 2))}"
         )
     result = _finish(request, samples, onnx_bytes, info, evaluation, settings)
     if history.epochs:
@@ -656,27 +661,38 @@ def _train_detection(
     return result
 
 
+def _detection_budget(request: TrainRequest) -> detect.TrainingBudget:
+    seconds = _budget_seconds(request, REGULAR_DETECTION_MINUTES)
+    if request.max_steps is not None and request.max_steps < 1:
+        raise InvalidDataset(f"max_steps must be at least 1, got {request.max_steps}")
+    return detect.TrainingBudget(seconds, request.max_steps)
+
+
+def _describe(budget: detect.TrainingBudget) -> str:
+    return f"{budget.steps} steps" if budget.steps is not None else f"{budget.seconds / 60:.2f} min"
+
+
 def _fit_detector(
     request: TrainRequest,
     items: list[detect.DetectionItem],
     info: ModelInfo,
-    seconds: float,
+    budget: detect.TrainingBudget,
     seed_offset: int,
     on_fraction: Callable[[float], None],
     should_cancel: Callable[[], bool] | None,
 ) -> tuple[bytes, detect.DetectionHistory]:
-    """Train one detector on `items` for `seconds`; its exported ONNX graph (what gets scored and served)."""
+    """Train one detector on `items` within `budget`; its exported ONNX graph (what gets scored and served)."""
     torch.manual_seed(request.seed + seed_offset)
     if _backbone(request) == "yolox-nano":
         from veil.vision import yolox
 
         net = yolox.pretrained_yolox_nano(len(info.labels))
-        history = yolox.train_yolox(net, items, info, seconds, request.seed + seed_offset, on_fraction, should_cancel)
+        history = yolox.train_yolox(net, items, info, budget, request.seed + seed_offset, on_fraction, should_cancel)
         export = yolox.YoloxExport(net, info.input_height, info.input_width)
         return export_onnx(export, info, ["boxes", "scores"]), history
     detector = detect.build_detector(pretrained_backbone(_backbone(request)), len(info.labels), info.input_width)
     history = detect.train_detector(
-        detector, items, info, seconds, request.seed + seed_offset, on_fraction, should_cancel
+        detector, items, info, budget, request.seed + seed_offset, on_fraction, should_cancel
     )
     onnx_bytes = export_onnx(detect.DetectorExport(detector, info.input_width), info, ["boxes", "scores"])
     return onnx_bytes, history

@@ -22,7 +22,6 @@ letterbox Veil uses everywhere (centred, padded with 114; YOLOX was trained top-
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -33,9 +32,8 @@ from onnx2torch import convert
 from torch import fx, nn
 from torchvision.ops import box_iou, generalized_box_iou_loss
 
-from veil.vision.classify import TrainingCancelled
-from veil.vision.detect import DetectionHistory, DetectionItem, augment
-from veil.vision.runtime import ModelInfo, normalize
+from veil.vision.detect import DetectionHistory, DetectionItem, TrainingBudget, run_training
+from veil.vision.runtime import ModelInfo
 from veil.vision.yolox_runtime import STRIDES, InputSize, grids
 
 YOLOX_NANO_ONNX = Path(__file__).resolve().parents[1] / "edge" / "models" / "yolox_nano.onnx"
@@ -238,15 +236,15 @@ def train_yolox(
     net: YoloxNet,
     items: Sequence[DetectionItem],
     info: ModelInfo,
-    budget_seconds: float,
+    budget: TrainingBudget,
     seed: int,
     on_progress: Callable[[float], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     batch_size: int = 4,
     base_lr: float = 1e-3,
 ) -> DetectionHistory:
-    """Fine-tune for `budget_seconds` of wall time with the FCOS detector's augmentation and schedule (warm-up,
-    then cosine by elapsed time). The new class head learns at `base_lr`, the pretrained rest at 0.3 × of it."""
+    """Fine-tune within `budget` with the FCOS detector's loop, augmentation and schedule (`detect.run_training`).
+    The new class head learns at `base_lr`, the pretrained rest at 0.3 × of it."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     fresh = {id(p) for p in net.class_parameters()}
@@ -255,44 +253,15 @@ def train_yolox(
         [{"params": net.class_parameters(), "lr": base_lr}, {"params": pretrained, "lr": base_lr * 0.3}],
         weight_decay=5e-4,
     )
-    initial_lrs = [group["lr"] for group in optimizer.param_groups]
     grid = Grid(info.input_height, info.input_width)
-    started = time.monotonic()
-    history = DetectionHistory(0, [], [], 0.0)
-    epoch, warmup = 0, 20
+
+    def batch_loss(images: np.ndarray, boxes: list[np.ndarray], classes: list[np.ndarray]) -> torch.Tensor:
+        targets = [
+            (torch.from_numpy(b).float(), torch.from_numpy(c).long()) for b, c in zip(boxes, classes, strict=True)
+        ]
+        return yolox_loss(net(torch.from_numpy(images)), grid, targets)
+
     net.train()
-    while time.monotonic() - started < budget_seconds:
-        epoch += 1
-        losses = []
-        order = rng.permutation(len(items))
-        for start in range(0, len(order), batch_size):
-            if should_cancel and should_cancel():
-                raise TrainingCancelled("training cancelled")
-            elapsed = time.monotonic() - started
-            if elapsed >= budget_seconds:
-                break
-            factor = (
-                min(1.0, (history.iterations + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * elapsed / budget_seconds))
-            )
-            for group, initial in zip(optimizer.param_groups, initial_lrs, strict=True):
-                group["lr"] = initial * max(factor, 0.01)
-            images, targets = [], []
-            for index in order[start : start + batch_size]:
-                canvas, boxes, classes = augment(items[index], info, rng)
-                images.append(normalize(canvas, info))
-                targets.append((torch.from_numpy(boxes).float(), torch.from_numpy(classes).long()))
-            loss = yolox_loss(net(torch.from_numpy(np.stack(images))), grid, targets)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            history.iterations += 1
-            if on_progress:
-                on_progress(min(1.0, (time.monotonic() - started) / budget_seconds))
-        if losses:
-            history.epochs.append(epoch)
-            history.train_loss.append(float(np.mean(losses)))
-    history.seconds = time.monotonic() - started
+    history = run_training(net, optimizer, batch_loss, items, info, budget, rng, on_progress, should_cancel, batch_size)
     net.eval()
     return history
