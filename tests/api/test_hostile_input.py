@@ -113,3 +113,10 @@ def test_an_empty_image_body_is_400_not_a_zero_byte_image(api: Api) -> None:
         headers={**api.training, "Content-Type": "application/octet-stream"},
     )
     assert response.status_code == 400 and response.json()["code"] == "BadRequestImageStream", response.text
+
+
+def test_a_key_expiring_past_the_calendar_is_400_not_an_overflow(api: Api) -> None:
+    response = api.client.post(
+        "/veil/v1/keys", json={"role": "predictor", "expiresInDays": 238514452}, headers=api.training
+    )
+    assert response.status_code == 400 and "expiresInDays" in response.json()["message"], response.text

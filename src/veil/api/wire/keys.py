@@ -13,7 +13,7 @@ from veil.store import models
 class ApiKeyIn(Wire):
     role: str
     project_id: str | None = None
-    expires_in_days: JsonInt | None = Field(default=None, gt=0)
+    expires_in_days: JsonInt | None = Field(default=None, gt=0, le=36_500)  # 100 years: a date, not an overflow
     name: str = ""
 
 
