@@ -120,3 +120,12 @@ def test_a_key_expiring_past_the_calendar_is_400_not_an_overflow(api: Api) -> No
         "/veil/v1/keys", json={"role": "predictor", "expiresInDays": 238514452}, headers=api.training
     )
     assert response.status_code == 400 and "expiresInDays" in response.json()["message"], response.text
+
+
+def test_the_same_refused_bytes_twice_in_one_upload_are_refused_twice(api: Api) -> None:
+    """Found by schemathesis: the second copy of a refused (non-image) part looked for an image never created."""
+    project_id = api.new_project()
+    parts = [("imageData", ("a.jpg", b"{}", "image/jpeg")), ("imageData", ("b.jpg", b"{}", "image/jpeg"))]
+    response = api.client.post(f"{TRAINING}/projects/{project_id}/images", files=parts, headers=api.training)
+    assert response.status_code == 207, response.text
+    assert [i["status"] for i in response.json()["images"]] == ["ErrorImageFormat", "ErrorImageFormat"]

@@ -116,17 +116,23 @@ def add_images(
         digests = [content_digest(dek, u.data) for u in uploads]
         stored = _images_by_digest(session, project.id, digests)
     kept: list[_Kept | _SameAsEarlier | UploadOutcome] = []
-    seen: set[str] = set()
+    first: dict[str, _Kept | UploadOutcome] = {}  # each digest's first copy in this batch: kept, or refused
     for upload, digest, refusal in zip(uploads, digests, refused, strict=True):
         if refusal is not None:
             kept.append(refusal)
         elif digest in stored:
             kept.append(_duplicate(upload, stored[digest]))
-        elif digest in seen:
-            kept.append(_SameAsEarlier(upload, digest))
+        elif digest in first:
+            earlier = first[digest]  # a refused first copy: this copy is refused alike (nothing was created)
+            same = (
+                UploadOutcome(upload.source_name, earlier.status, earlier.reason)
+                if isinstance(earlier, UploadOutcome)
+                else None
+            )
+            kept.append(same or _SameAsEarlier(upload, digest))
         else:
-            seen.add(digest)
-            kept.append(_keep(ctx, project, ingest, upload, digest))
+            first[digest] = _keep(ctx, project, ingest, upload, digest)
+            kept.append(first[digest])
     return _commit_batch(ctx, actor, project_id, kept, list(tag_ids))
 
 
@@ -244,8 +250,8 @@ def _commit_batch(
         for item in kept:
             if isinstance(item, UploadOutcome):
                 results.append(item)
-            elif isinstance(item, _SameAsEarlier):
-                results.append(_duplicate(item.upload, created[item.digest]))
+            elif isinstance(item, _SameAsEarlier):  # its first copy was created here, or lost a race
+                results.append(_duplicate(item.upload, created.get(item.digest) or racing[item.digest]))
             elif item.digest in racing:
                 Vault(ctx).delete(project, item.image.blob_id)
                 results.append(_duplicate(item.upload, racing[item.digest]))
