@@ -8,13 +8,15 @@
 3. Prediction speed of the ants/bees classifier (and the people detector): single-image latency p50/p95 and batch
    throughput, onnxruntime vs eager PyTorch on the same weights, same process, same threads.
 4. Detection backbones, same run: `lite0` (EfficientNet-Lite0 + FPN + FCOS) vs `yolox-nano` (COCO-pretrained
-   YOLOX-Nano, fine-tuned) on Penn-Fudan (first N / last 50), plates (first N / last 40 by file name) and raccoons
-   (first N / last 10), N = `BENCH_DET_IMAGES` (default "15,30"), Regular training (`BENCH_DET_COMPARE_MINUTES`
-   overrides the 3-minute budget); mAP@0.5 on the fixed test images through the exported model, wall time.
+   YOLOX-Nano, fine-tuned) on plates (first N / last 40 by file name), raccoons (first N / last 10) and Penn-Fudan
+   (first N / last 50), N = `BENCH_DET_IMAGES` (default "30,15,1000": 1000 = all), sets `BENCH_DET_SETS`, modes
+   `BENCH_DET_MODES` ("regular", "advanced"). Budgets are step counts (`STEPS`; `BENCH_DET_REGULAR_STEPS=lite0,yolox`
+   overrides), not minutes, so the figures do not depend on the machine's load; mAP@0.5 on the fixed test images
+   through the exported model, the process's CPU seconds and wall time, serving p50 ms per image at 256 px.
 
     make bench BENCH=training          # or: python -m bench training
     BENCH_DET_MINUTES=2 python -m bench training   # shorter detection run
-    BENCH_ONLY=backbones BENCH_DET_COMPARE_MINUTES=1 BENCH_DET_IMAGES=30 python -m bench training
+    BENCH_ONLY=backbones BENCH_DET_IMAGES=30 BENCH_DET_SETS=plates,raccoon python -m bench training
 """
 
 from __future__ import annotations
