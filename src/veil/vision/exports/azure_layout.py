@@ -93,28 +93,34 @@ def _const(name: str, array: np.ndarray) -> onnx.NodeProto:
 
 
 def _preprocess(info: ModelInfo, like: onnx.ModelProto, pixels: str) -> onnx.ModelProto:
-    """`data` (N,3,H,W) BGR 0..255 (or RGB 0..1) → Veil's normalized RGB `normalized`."""
-    if info.channel_order != "RGB" or info.layout != "NCHW":
+    """`data` (N,3,H,W) BGR 0..255 (or RGB 0..1) → the network's normalized input `normalized`, in its own
+    channel order (RGB for Veil's EfficientNets, BGR for YOLOX)."""
+    if info.channel_order not in ("RGB", "BGR") or info.layout != "NCHW":
         raise ModelLoadError(f"unsupported Veil input layout {info.channel_order}/{info.layout}")
+    if pixels not in ("bgr255", "rgb01"):
+        raise ValueError(f"unknown pixel convention {pixels!r}")
     nodes = [
         _const("mean", np.asarray(info.mean, dtype=np.float32).reshape(1, 3, 1, 1)),
         _const("std", np.asarray(info.std, dtype=np.float32).reshape(1, 3, 1, 1)),
     ]
-    if pixels == "bgr255":
-        # Split + Concat rather than Gather: every converter downstream (onnx2torch → Core ML/LiteRT) takes it
-        nodes += [
-            helper.make_node("Split", ["data"], ["blue", "green", "red"], axis=1),
-            helper.make_node("Concat", ["red", "green", "blue"], ["rgb"], axis=1),
-        ]
-    elif pixels == "rgb01":
+    if pixels == "rgb01":
         nodes += [
             _const("to_255", np.array(255.0, dtype=np.float32)),
-            helper.make_node("Mul", ["data", "to_255"], ["rgb"]),
+            helper.make_node("Mul", ["data", "to_255"], ["scaled"]),
         ]
     else:
-        raise ValueError(f"unknown pixel convention {pixels!r}")
+        nodes.append(helper.make_node("Identity", ["data"], ["scaled"]))
+    given = "BGR" if pixels == "bgr255" else "RGB"
+    if given != info.channel_order:
+        # Split + Concat rather than Gather: every converter downstream (onnx2torch → Core ML/LiteRT) takes it
+        nodes += [
+            helper.make_node("Split", ["scaled"], ["first", "second", "third"], axis=1),
+            helper.make_node("Concat", ["third", "second", "first"], ["ordered"], axis=1),
+        ]
+    else:
+        nodes.append(helper.make_node("Identity", ["scaled"], ["ordered"]))
     nodes += [
-        helper.make_node("Sub", ["rgb", "mean"], ["centred"]),
+        helper.make_node("Sub", ["ordered", "mean"], ["centred"]),
         helper.make_node("Div", ["centred", "std"], ["normalized"]),
     ]
     shape: list[str | int | None] = ["N", 3, info.input_height, info.input_width]
