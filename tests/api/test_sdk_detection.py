@@ -3,9 +3,11 @@
 Pick the General object-detection domain, create a project and a tag, upload images with their person boxes
 (regions) in batches, train (Regular), poll, read performance, publish, detect held-out images with and without
 storing, query the stored predictions, export ONNX and run it offline with onnxruntime: the same boxes as the
-service. The training budget is short in tests (`VEIL_REGULAR_TRAINING_MINUTES`), yet the detector must find
-most of the people in the held-out photos; the service must agree with the exported model, and the evaluation
-must be honest: every performance image was held out and carries its ground-truth regions.
+service. Training is capped at a fixed number of optimizer steps in tests (`VEIL_TRAINING_MAX_STEPS`, so the
+result does not depend on machine load), yet the detector must find most of the people in the held-out photos;
+the service must agree with the exported model, and the evaluation must be honest: every performance image was
+held out and carries its ground-truth regions. Advanced training of a class no pretrained model was taught
+(raccoons) must find the raccoons of unseen photos too, and draw its training curve.
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ from tests.conftest import dataset_path
 from tests.support.live_server import VeilServer
 from tests.support.sdk_helpers import box_of, keep_predictions, pennfudan_boxes, wait_for
 
+from veil.vision.datasets import load_dataset
+
 TRAIN_IMAGES = 16  # Custom Vision's minimum is 15 per tag for detection
 HELD_OUT = 3
 PUBLISH_NAME = "detectModel"
+TRAINING_TIMEOUT_S = 1200.0  # a hang guard only: training is step-capped, so a loaded machine just takes longer
+RACCOON_TRAIN = 30
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +83,10 @@ def test_object_detection_quickstart(veil_server: VeilServer, trainer, predictor
 
     iteration = trainer.train_project(project.id)
     iteration = wait_for(
-        lambda: trainer.get_iteration(project.id, iteration.id), lambda it: it.status != "Training", "training"
+        lambda: trainer.get_iteration(project.id, iteration.id),
+        lambda it: it.status != "Training",
+        "training",
+        TRAINING_TIMEOUT_S,
     )
     assert iteration.status == "Completed", iteration.training_error_details
 
@@ -112,7 +121,7 @@ def test_object_detection_quickstart(veil_server: VeilServer, trainer, predictor
         assert left + width <= 1 + 1e-6 and top + height <= 1 + 1e-6
 
     kept = [predictor.detect_image(project.id, PUBLISH_NAME, p.read_bytes(), application="cam-1") for p, _ in held_out]
-    _check_people_are_found(kept, [truth for _, truth in held_out])
+    _check_objects_are_found(kept, [truth for _, truth in held_out], 0.4)
     query = trainer.query_predictions(project.id, PredictionQueryToken(application="cam-1"))
     assert sorted(r.id for r in query.results) == sorted(k.id for k in kept)
 
@@ -164,14 +173,74 @@ def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, flo
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
-def _check_people_are_found(results, truths: list[list[tuple[float, float, float, float]]]) -> None:  # type: ignore[no-untyped-def]
-    """On unseen photos the best boxes land on the annotated people (IoU ≥ 0.5, Pascal's match rule). The top
+def _check_objects_are_found(results, truths: list[list[tuple[float, float, float, float]]], share: float) -> None:  # type: ignore[no-untyped-def]
+    """On unseen photos the best boxes land on the annotated objects (IoU ≥ 0.5, Pascal's match rule). The top
     boxes are used rather than a probability cut: after the tests' short budget the scores are not calibrated yet."""
     found = total = 0
     for result, truth in zip(results, truths, strict=True):
         best = [box_of(p) for p in result.predictions[: len(truth) + 2]]  # predictions come sorted by probability
-        found += sum(any(_iou(person, box) >= 0.5 for box in best) for person in truth)
+        found += sum(any(_iou(thing, box) >= 0.5 for box in best) for thing in truth)
         total += len(truth)
-    # A detector that has not learned people rarely puts a box at IoU 0.5 on one; the short test budget leaves
-    # the delivered model good but not perfect (4–5 of the 5 people in repeated runs), hence the margin.
-    assert found >= 0.4 * total, f"only {found} of {total} held-out people found by the top boxes"
+    # A detector that has not learned the class rarely puts a box at IoU 0.5 on one; the short test budget leaves
+    # the delivered model good but not perfect, hence the margin under what repeated runs found.
+    assert found >= share * total, f"only {found} of {total} held-out objects found by the top boxes"
+
+
+def test_advanced_detection_of_a_new_class_finds_unseen_raccoons(  # type: ignore[no-untyped-def]
+    veil_server: VeilServer, trainer, predictor
+) -> None:
+    """Advanced training (reserved budget) on 30 raccoon photos — no COCO or ImageNet detector was taught raccoons
+    as a box class — through the SDK; the published iteration must find the raccoons of the 10 photos it never saw."""
+    from azure.cognitiveservices.vision.customvision.training.models import (
+        ImageFileCreateBatch,
+        ImageFileCreateEntry,
+        Region,
+    )
+
+    detection_domain = next(d for d in trainer.get_domains() if d.type == "ObjectDetection" and d.name == "General")
+    project = trainer.create_project("Raccoons", domain_id=detection_domain.id)
+    raccoon = trainer.create_tag(project.id, "raccoon")
+    samples = sorted(load_dataset(dataset_path("raccoon"), "voc"), key=lambda s: s.key)
+    training, held_out = samples[:RACCOON_TRAIN], samples[RACCOON_TRAIN:]
+    root = dataset_path("raccoon") / "images"
+    for start in range(0, len(training), 16):
+        entries = [
+            ImageFileCreateEntry(
+                name=sample.key,
+                contents=(root / sample.key).read_bytes(),
+                regions=[
+                    Region(tag_id=raccoon.id, left=b.left, top=b.top, width=b.width, height=b.height)
+                    for b in sample.boxes
+                ],
+            )
+            for sample in training[start : start + 16]
+        ]
+        summary = trainer.create_images_from_files(project.id, ImageFileCreateBatch(images=entries))
+        assert summary.is_batch_successful, [(i.source_url, i.status) for i in summary.images]
+
+    iteration = trainer.train_project(project.id, training_type="Advanced", reserved_budget_in_hours=1)
+    iteration = wait_for(
+        lambda: trainer.get_iteration(project.id, iteration.id),
+        lambda it: it.status != "Training",
+        "training",
+        TRAINING_TIMEOUT_S,
+    )
+    assert iteration.status == "Completed", iteration.training_error_details
+    assert iteration.training_type == "Advanced" and iteration.reserved_budget_in_hours == 1
+    curve = httpx.get(
+        f"{veil_server.endpoint}/veil/v1/projects/{project.id}/iterations/{iteration.id}/trainingcurve",
+        headers={"Training-Key": veil_server.keys["admin"]},
+        timeout=60,
+    )
+    assert curve.status_code == 200 and curve.content.startswith(b"\x89PNG"), "Advanced training draws its curve"
+
+    trainer.publish_iteration(project.id, iteration.id, PUBLISH_NAME, "unused-prediction-resource-id")
+    results = [
+        predictor.detect_image_with_no_store(project.id, PUBLISH_NAME, (root / sample.key).read_bytes())
+        for sample in held_out
+    ]
+    truths = [[(b.left, b.top, b.width, b.height) for b in sample.boxes] for sample in held_out]
+    assert {p.tag_name for r in results for p in r.predictions} <= {"raccoon"}
+    _check_objects_are_found(results, truths, 0.5)
+    trainer.unpublish_iteration(project.id, iteration.id)
+    trainer.delete_project(project.id)
