@@ -29,7 +29,7 @@ def test_read_only_database_is_not_ready_and_writes_are_503(data_dir: Path, data
         _row, key = create_api_key(session, OPERATOR, "trainer", None, None, "read-only test")
     ctx.close()
 
-    server = Server(data_dir, _read_only(database_url)).start()
+    server = Server(data_dir, _read_only(database_url)).start(timeout_s=180)  # a loaded CI machine starts slowly
     try:
         with httpx.Client(base_url=server.url, headers={"Training-Key": key}, timeout=30) as client:
             ready = client.get("/healthz/ready")
