@@ -48,11 +48,14 @@ _IMAGE_BODY = {
     "required": True,
     "content": {
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        # Every part is an image, whatever its name (the SDK names it `imageData`; msrest sends fields without a
+        # filename); each part's bytes are judged one by one and answered per image (207), so the schema does not
+        # require a name or restrict a part's content.
         "multipart/form-data": {
             "schema": {
                 "type": "object",
-                "required": ["imageData"],
-                "properties": {"imageData": {"type": "string", "format": "binary"}},
+                "properties": {"imageData": {"description": "image bytes (JPEG, PNG, BMP, GIF, WebP, TIFF)"}},
+                "additionalProperties": {"description": "further images: every part is one"},
             }
         },
     },
