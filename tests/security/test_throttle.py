@@ -4,6 +4,7 @@ and minute, carrying how many attempts it stands for — not one per request."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +31,7 @@ class FakeClock:
 
 @pytest.fixture
 def veil_app(tmp_path: Path) -> Iterator[tuple[AppContext, FastAPI, str, str]]:
-    ctx = AppContext.open(get_settings(data_dir=tmp_path / "data", auth_failure_burst=10, auth_failures_per_minute=60))
+    ctx = AppContext.open(get_settings(data_dir=tmp_path / "data", auth_failure_burst=10, auth_failures_per_minute=6))
     admin = bootstrap_admin_key(ctx)
     assert admin
     with ctx.db.session() as session:
@@ -54,11 +55,13 @@ def test_a_wrong_key_flood_is_throttled_and_valid_keys_elsewhere_are_not(
 ) -> None:
     _ctx, app, admin, _predictor = veil_app
     attacker, user = _client(app, "10.0.0.66"), _client(app, "10.0.0.7")
+    started = time.time()
     statuses = [
         attacker.get(f"{TRAINING}/projects", headers={"Training-Key": f"wrong-{i}"}).status_code for i in range(200)
     ]
     assert statuses[:10] == [401] * 10
-    assert statuses.count(429) >= 185  # the bucket refills 1/s: a slow test machine lets a few through
+    # The bucket refills one try per 10 s: only a flood slower than 150 s (a very loaded machine) lets 15 through.
+    assert statuses.count(429) >= 185
     throttled = attacker.get(f"{TRAINING}/projects", headers={"Training-Key": "wrong"})
     assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
     assert throttled.json()["code"] == "BadRequestExceededQuota"  # the SDK's enum code for a Custom Vision route
@@ -74,7 +77,8 @@ def test_a_wrong_key_flood_is_throttled_and_valid_keys_elsewhere_are_not(
     assert float(invalid.split()[-1]) >= 10
 
     failed = [e for e in _audit(user, admin) if e["action"] == "auth.failed"]
-    assert len(failed) == 1, failed  # one per source and minute, not 200
+    minutes = int(time.time() // 60) - int(started // 60) + 1  # a slow flood may straddle a minute
+    assert 1 <= len(failed) <= minutes, failed  # one per source and minute, not 200
     assert "source=10.0.0.66" in failed[0]["resourceIds"]  # type: ignore[operator]
 
 
