@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Test prerequisites that live outside the venv: PostgreSQL, Mosquitto, Chromium, SoftHSM2, jpegtran (Debian packages).
+# Test prerequisites that live outside the venv: PostgreSQL, Mosquitto, Chromium, SoftHSM2, jpegtran, an RTSP server
+# (Debian packages).
 # Best effort: each missing piece is installed/started when we are root with apt; otherwise the tests
 # that need it skip and print why. Never fails the run by itself.
 set -u
@@ -31,6 +32,9 @@ if ! have ip; then apt_install iproute2 || true; fi
 
 # jpegtran (libjpeg-turbo-progs): lossless EXIF rotation and the strict JPEG check on ingest (tests/images).
 if ! have jpegtran; then apt_install libjpeg-turbo-progs || true; fi
+
+# An RTSP server (RTSP::Server, Perl) for the live anonymization test over RTSP (tests/privacy/test_privacy_rtsp.py).
+if ! have rtsp-server-perl; then apt_install rtsp-server-perl || true; fi
 
 # Chromium for the portal tests.
 if ! have chromium && ! [ -x /usr/bin/chromium ]; then apt_install chromium || true; fi

@@ -4,8 +4,7 @@ Real servers, started by the test as their own processes (PyAV's libavformat, no
 - the "camera" serves H.264 in MPEG-TS over TCP in ffmpeg's listen mode (`tcp://…?listen=1`), two sessions
   one after the other: the stream drops after the first, and the camera comes back;
 - the "viewer" is ffmpeg's RTMP server (`rtmp://…` with `listen=1`), which receives what Veil publishes.
-No RTSP server is available here as a package (Debian has none that PyAV can drive; ffmpeg serves RTSP only to
-publishers), so the RTSP input path is the same PyAV code with `rtsp_transport=tcp` and is not run by a test.
+An RTSP camera, through a real RTSP server restarted mid-stream, is tests/privacy/test_privacy_rtsp.py.
 """
 
 from __future__ import annotations
