@@ -78,6 +78,11 @@ def anonymize(
     keep_metadata: bool = typer.Option(
         False, "--keep-metadata", help="Keep EXIF/GPS, XMP, ICC and comments (default: all removed)."
     ),
+    hold_frames: int = typer.Option(
+        8,
+        help="Videos and streams: keep hiding a face this many frames after it was last seen and before it was "
+        "first seen (delays a live stream by as many frames); 0 = frame by frame, as deface does.",
+    ),
     max_reconnects: int | None = typer.Option(
         None, help="Live stream: give up after this many reconnections in a row (default: never)."
     ),
@@ -111,6 +116,7 @@ def anonymize(
             detector=detector,
             keep_audio=keep_audio,
             keep_metadata=keep_metadata,
+            hold_frames=hold_frames,
         )
         if live:
             detector_for(settings)  # load models up front: a bad model fails before connecting
