@@ -16,13 +16,19 @@ Video (../shared/datasets/people-video, MOT17): each sequence's frames become an
 frames/s is `veil anonymize clip.mp4` vs `deface clip.mp4` end to end. The visible faces (frontal or profile)
 are annotated in tests/data/mot17_faces.json (boxes only; how they were made is written there). A **leaked
 frame** shows an annotated face less than 70 % inside the tool's mask — for Veil with temporal smoothing, Veil
-frame by frame (`hold_frames=0`, what deface does) and deface.
+frame by frame (`--hold-frames 0`, what deface does) and deface. The shared clips hold 4-8 frames, so start-up
+weighs heavily: per-frame throughput is also measured on 32-frame clips made of the same real frames (played
+forwards, backwards, forwards, ...), as the marginal cost over a 1-frame clip, in wall and CPU seconds.
+
+Memory: peak resident memory of each tool on one 11 MP and one 50 MP photo (mosaics of reporting-split
+photos, upscaled for 50 MP), deface under an address-space cap.
 
 deface runs in its own venv, `bench/.venv-deface` (`pip install deface onnx onnxruntime`, its README's fast
 backend), so its GUI OpenCV stays out of Veil's environment.
 
     python -m bench anonymize            # or: make bench BENCH=anonymize
     VEIL_BENCH_LIMIT=20 python -m bench anonymize   # a quick subset
+    VEIL_BENCH_PARTS=video,memory python -m bench anonymize   # some parts only (photos, video, memory)
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -303,13 +310,15 @@ def veil_video_boxes(sequence: Sequence, holds: tuple[int, ...]) -> dict[int, li
 def time_video(clips: list[Path], out: Path) -> dict[str, float]:
     deface = DEFACE_VENV / "bin" / "deface"
 
-    def veil() -> float:
-        start = time.perf_counter()
-        for clip in clips:
-            subprocess.run(
-                [str(VEIL), "anonymize", str(clip), "-o", str(out / clip.name)], check=True, capture_output=True
-            )
-        return time.perf_counter() - start
+    def veil(*extra: str) -> Callable[[], float]:
+        def run() -> float:
+            start = time.perf_counter()
+            for clip in clips:
+                command = [str(VEIL), "anonymize", str(clip), "-o", str(out / clip.name), *extra]
+                subprocess.run(command, check=True, capture_output=True)
+            return time.perf_counter() - start
+
+        return run
 
     def deface_run() -> float:
         start = time.perf_counter()
@@ -319,7 +328,114 @@ def time_video(clips: list[Path], out: Path) -> dict[str, float]:
             subprocess.run(command, check=True, capture_output=True)
         return time.perf_counter() - start
 
-    return alternate({"deface": deface_run, "veil": veil})
+    return alternate({"deface": deface_run, "veil": veil(), "veil-frame": veil("--hold-frames", "0")})
+
+
+def pingpong(frames: list[Path], count: int) -> list[Path]:
+    """`count` frames walking a sequence forwards, then backwards, and so on (1, 2, ..., n, n-1, ..., 2, 1, 2,
+    ...): a longer clip made only of the real frames, in which every step is a real frame-to-frame motion."""
+    cycle = frames + frames[-2:0:-1]
+    return [cycle[i % len(cycle)] for i in range(count)]
+
+
+# The sequences timed for per-frame throughput: the one 640x480 clip and two 1920x1080 ones (a crowd, a shop).
+THROUGHPUT_SEQUENCES = ("MOT17-05-FRCNN", "MOT17-04-FRCNN", "MOT17-11-FRCNN")
+THROUGHPUT_FRAMES = 32
+
+
+def _run_child(command: list[str]) -> tuple[float, float, int]:
+    """Run a command; its wall seconds, CPU seconds (user + system, all its threads) and peak RSS in MB."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if process.returncode != 0:
+        raise subprocess.CalledProcessError(process.returncode, command)
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024
+
+
+def video_throughput(sequences: list[Sequence], folder: Path, frames: int = THROUGHPUT_FRAMES) -> dict[str, dict]:
+    """Per-frame cost without start-up: each sequence as a 1-frame clip and as a `frames`-frame ping-pong clip
+    of its real frames (native fps), both tools on both, alternated (ABBA). The marginal cost of a frame is
+    (time(N frames) - time(1 frame)) / (N - 1), summed over the sequences: start-up and model loading cancel."""
+    deface = DEFACE_VENV / "bin" / "deface"
+    clips = []
+    for sequence in sequences:
+        for count in (1, frames):
+            clip = folder / f"{sequence.name}_{count}.mp4"
+            write_clip(Sequence(sequence.name, pingpong(sequence.frames, count), sequence.fps, {}), clip)
+            clips.append((clip, count))
+    commands: dict[str, Callable[[Path], list[str]]] = {
+        "veil": lambda clip: [str(VEIL), "anonymize", str(clip), "-o", str(folder / f"veil_{clip.name}")],
+        "veil-frame": lambda clip: [str(VEIL), "anonymize", str(clip), "-o", str(folder / f"frame_{clip.name}"),
+                                    "--hold-frames", "0"],
+        "deface": lambda clip: [str(deface), str(clip), "-o", str(folder / f"deface_{clip.name}"),
+                                "--replacewith", "solid"],
+    }  # fmt: skip
+    spent: dict[str, dict[int, list[float]]] = {tool: {1: [0.0, 0.0], frames: [0.0, 0.0]} for tool in commands}
+    # ABBA: the tools see the same load on average (each runs twice).
+    order = ["deface", "veil", "veil-frame", "veil-frame", "veil", "deface"]
+    for tool in order:
+        for clip, count in clips:
+            wall, cpu, _ = _run_child(commands[tool](clip))
+            spent[tool][count][0] += wall / 2
+            spent[tool][count][1] += cpu / 2
+    extra = len(sequences) * (frames - 1)
+    return {
+        tool: {
+            "seconds_1": times[1][0],
+            "seconds_n": times[frames][0],
+            "marginal_fps": extra / max(times[frames][0] - times[1][0], 1e-9),
+            "cpu_per_frame": (times[frames][1] - times[1][1]) / extra,
+            "whole_fps": len(sequences) * frames / times[frames][0],
+        }
+        for tool, times in spent.items()
+    }
+
+
+# --- memory on a 50 MP photo --------------------------------------------------------------------------
+
+
+def photo_50mp(truths: list[GroundTruth], path: Path, grid: int = 4) -> tuple[int, int]:
+    """An 8192x6144 (50.3 MP) JPEG: grid x grid reporting-split photos, each upscaled to 2048x1536 (about 2x)."""
+    tile_w, tile_h = 8192 // grid, 6144 // grid
+    canvas = Image.new("RGB", (tile_w * grid, tile_h * grid))
+    for index, truth in enumerate(truths[: grid * grid]):
+        with Image.open(truth.path) as photo:
+            tile = photo.convert("RGB").resize((tile_w, tile_h), Image.Resampling.LANCZOS)
+        canvas.paste(tile, ((index % grid) * tile_w, (index // grid) * tile_h))
+    canvas.save(path, quality=92)
+    return canvas.size
+
+
+# deface runs CenterFace on the whole photo at full resolution: its memory is capped (address space) so a
+# photo it cannot handle fails instead of pushing the shared machine into swapping or the OOM killer.
+DEFACE_MEMORY_CAP_GB = 20
+
+
+def memory_50mp(truths: list[GroundTruth], folder: Path) -> dict[str, dict[str, tuple[str, float]]]:
+    """Peak resident memory (MB) and wall seconds of each tool anonymizing one photo, run alone: an 11 MP
+    mosaic (4096x2732) and a 50 MP one (8192x6144). Memory that grows only by the decoded photo's copies is
+    bounded by the tiles; memory that grows with the network's activations over the whole photo is not."""
+    photos = {"11 MP": folder / "large" / "mosaic_0.jpg", "50 MP": folder / "mosaic_50mp.jpg"}
+    mosaic_photos(truths, photos["11 MP"].parent, count=1)
+    photo_50mp(truths, photos["50 MP"])
+    deface = DEFACE_VENV / "bin" / "deface"
+    cap = DEFACE_MEMORY_CAP_GB * 1024**3
+    results: dict[str, dict[str, tuple[str, float]]] = {}
+    for size, photo in photos.items():
+        wall, _, peak = _run_child([str(VEIL), "anonymize", str(photo), "-o", str(folder / f"veil_{photo.name}")])
+        results.setdefault("veil", {})[size] = (f"{peak}", wall)
+        command = ["prlimit", f"--as={cap}", str(deface), str(photo), "-o", str(folder / f"deface_{photo.name}"),
+                   "--replacewith", "solid"]  # fmt: skip
+        try:
+            wall, _, peak = _run_child(command)
+            results.setdefault("deface", {})[size] = (f"{peak}", wall)
+        except subprocess.CalledProcessError:
+            failed = f"failed under a {DEFACE_MEMORY_CAP_GB} GB address-space cap"
+            results.setdefault("deface", {})[size] = (failed, float("nan"))
+    return results
 
 
 # --- report -------------------------------------------------------------------------------------------
@@ -398,6 +514,7 @@ def video(console: Console, limit: int | None) -> None:
         veil = veil_video_boxes(sequence, (8, 0))
         leaks["veil"] += leaked_frames(sequence, veil[8], veil_mask)
         leaks["veil-frame"] += leaked_frames(sequence, veil[0], veil_mask)
+    timed = [s for s in sequences if s.name in THROUGHPUT_SEQUENCES] or sequences[:1]
     with tempfile.TemporaryDirectory() as tmp:
         clips = []
         for sequence in sequences:
@@ -406,6 +523,7 @@ def video(console: Console, limit: int | None) -> None:
         out = Path(tmp) / "out"
         out.mkdir()
         seconds = time_video(clips, out)
+        throughput = video_throughput(timed, out)
     title = f"video: {len(sequences)} MOT17 clips at native fps, {frames} frames ({at_risk} with annotated faces)"
     table = Table(title=title)
     for column in ("metric", "deface 1.5.0", "Veil", "Veil frame by frame", "Veil / deface"):
@@ -419,12 +537,46 @@ def video(console: Console, limit: int | None) -> None:
     )
     rates = {tool: frames / spent for tool, spent in seconds.items()}
     table.add_row(
-        "frames/s (CLI, clip by clip)",
+        "frames/s (CLI, clip by clip, start-up included)",
         f"{rates['deface']:.2f}",
         f"{rates['veil']:.2f}",
-        "—",
+        f"{rates['veil-frame']:.2f}",
         _ratio(rates["veil"], rates["deface"]),
     )
+    names = ", ".join(s.name.removesuffix("-FRCNN") for s in timed)
+    for key, label, digits in (
+        ("marginal_fps", f"frames/s per extra frame ({names}: {THROUGHPUT_FRAMES} vs 1 frame)", 2),
+        ("whole_fps", f"frames/s on the {THROUGHPUT_FRAMES}-frame clips, start-up included", 2),
+        ("cpu_per_frame", "CPU seconds per extra frame (user + system, all threads)", 2),
+    ):
+        values = {tool: throughput[tool][key] for tool in throughput}
+        table.add_row(
+            label,
+            f"{values['deface']:.{digits}f}",
+            f"{values['veil']:.{digits}f}",
+            f"{values['veil-frame']:.{digits}f}",
+            _ratio(values["veil"], values["deface"]),
+        )
+    console.print(table)
+
+
+def memory(console: Console) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        found = memory_50mp(load_wider(SPLITS["report"]), Path(tmp))
+    title = (
+        "one photo, run alone: 4096x2732 (11 MP: 16 reporting-split photos) and 8192x6144 (50 MP: the same, upscaled)"
+    )
+    table = Table(title=title)
+    for column in ("metric", "deface 1.5.0", "Veil", "Veil / deface"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for size in ("11 MP", "50 MP"):
+        deface, veil = found["deface"][size], found["veil"][size]
+        ratio = _ratio(float(veil[0]), float(deface[0])) if deface[0].isdigit() else "—"
+        table.add_row(f"peak resident memory, MB ({size})", deface[0], veil[0], ratio)
+        speed = _ratio(deface[1], veil[1])  # photos/s ratio, as in the speed rows above
+        table.add_row(
+            f"seconds ({size}); last column: Veil's speed / deface's", f"{deface[1]:.1f}", f"{veil[1]:.1f}", speed
+        )
     console.print(table)
 
 
@@ -435,10 +587,14 @@ def main() -> None:
         return
     limit = int(os.environ.get("VEIL_BENCH_LIMIT", "0")) or None
     split = os.environ.get("VEIL_BENCH_SPLIT", "report")
+    parts = os.environ.get("VEIL_BENCH_PARTS", "photos,video,memory").split(",")
     ensure_deface()
-    photos(console, split, limit)
-    if PEOPLE.is_dir():
+    if "photos" in parts:
+        photos(console, split, limit)
+    if PEOPLE.is_dir() and "video" in parts:
         video(console, limit and max(limit // 10, 1))
+    if "memory" in parts:
+        memory(console)
     console.print("command: python -m bench anonymize   (make bench BENCH=anonymize)")
 
 
