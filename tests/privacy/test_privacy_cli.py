@@ -142,6 +142,7 @@ def test_unreadable_image_fails_cleanly_and_writes_nothing(tmp_path: Path) -> No
         (["{photo}", "-o", "{tmp}/out.mp4"], "must be a image file"),
         (["{photo}", "--detector", "{tmp}/none.onnx", "--targets", "plates"], "detector model not found"),
         (["{tmp}/notes.txt"], "unsupported file type"),
+        (["{photo}", "--hold-frames", "-1"], "hold frames must be >= 0"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_code_2(tmp_path: Path, args: list[str], message: str) -> None:

@@ -88,7 +88,9 @@ def test_smoothing_hides_a_face_in_the_frame_the_detector_missed(tmp_path: Path)
         return [float(np.mean([decoded[shaky][rows, cols].mean() for rows, cols in faces])), len(decoded)]
 
     anonymize_video(clip, tmp_path / "smoothed.mp4", settings)
-    anonymize_video(clip, tmp_path / "frame_by_frame.mp4", AnonymizeSettings(hold_frames=0))
+    # Frame by frame through the command line: `--hold-frames 0` must reach the pipeline.
+    result = run_veil("anonymize", clip, "-o", tmp_path / "frame_by_frame.mp4", "--hold-frames", "0")
+    assert result.returncode == 0, result.stderr
     smoothed, frame_count = face_brightness(tmp_path / "smoothed.mp4")
     unsmoothed, _ = face_brightness(tmp_path / "frame_by_frame.mp4")
     assert frame_count == len(frames)
