@@ -46,7 +46,7 @@ class ClassifierNetwork(nn.Module):
         self.normalize = normalize
 
     def _embedding(self, pooled: torch.Tensor) -> torch.Tensor:
-        return nn.functional.normalize(pooled, dim=1, eps=1e-12) if self.normalize else pooled
+        return l2_normalized(pooled) if self.normalize else pooled
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self._embedding(self.backbone.pooled(x))))
@@ -58,6 +58,13 @@ class ClassifierNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.logits(x)
         return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
+
+
+def l2_normalized(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit L2 norm. Written with plain operators (no `F.normalize`): its ONNX form is a Clip with
+    no upper bound, which onnx2torch cannot convert, so a private classifier could not be exported to Core ML or
+    TensorFlow Lite."""
+    return x * torch.rsqrt((x * x).sum(dim=1, keepdim=True) + 1e-24)
 
 
 def _center_crop(rgb: np.ndarray, fraction: float = 0.8) -> np.ndarray:

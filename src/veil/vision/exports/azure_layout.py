@@ -75,6 +75,17 @@ def read_veil_model(onnx_bytes: bytes) -> tuple[onnx.ModelProto, ModelInfo]:
     return model, info
 
 
+PRIVACY_KEY = "veil.privacy"
+
+
+def privacy_record(onnx_bytes: bytes) -> str | None:
+    """The JSON Veil training wrote under `veil.privacy` (differential privacy's ε, δ, accountant, σ, q, steps and
+    the membership audit's headline), or None for a model trained before the record existed. Every export format
+    carries it in its own metadata slot (docs/EXPORTS.md)."""
+    model, _ = read_veil_model(onnx_bytes)
+    return next((entry.value for entry in model.metadata_props if entry.key == PRIVACY_KEY), None)
+
+
 def _opset(model: onnx.ModelProto) -> int:
     return next(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx"))
 
@@ -324,7 +335,7 @@ def azure_layout(
     metadata = {**(WINML_METADATA if pixels == "bgr255" else {}), "veil.export_layout": "azure-compact"}
     metadata["veil.source_task"] = info.task
     # what training spent in differential privacy and the membership audit travel with every format built here
-    metadata.update({e.key: e.value for e in veil.metadata_props if e.key == "veil.privacy"})
+    metadata.update({e.key: e.value for e in veil.metadata_props if e.key == PRIVACY_KEY})
     for key, value in metadata.items():
         entry = merged.metadata_props.add()
         entry.key, entry.value = key, value

@@ -17,7 +17,13 @@ from pathlib import Path
 import coremltools as ct
 import torch
 
-from veil.vision.exports.azure_layout import DETECTION_OUTPUT, azure_layout, read_veil_model
+from veil.vision.exports.azure_layout import (
+    DETECTION_OUTPUT,
+    PRIVACY_KEY,
+    azure_layout,
+    privacy_record,
+    read_veil_model,
+)
 from veil.vision.exports.torch_graph import to_torch
 
 
@@ -40,6 +46,9 @@ def to_coreml(onnx_bytes: bytes) -> bytes:
     spec.description.metadata.shortDescription = f"Veil {info.task} model (Azure Custom Vision export layout)"
     spec.description.metadata.author = "Veil"
     spec.description.metadata.userDefined.update({"veil.labels": ",".join(info.labels), "veil.task": info.task})
+    record = privacy_record(onnx_bytes)
+    if record is not None:  # ε, δ, accountant and the audit, as in the ONNX metadata
+        spec.description.metadata.userDefined[PRIVACY_KEY] = record
     with tempfile.TemporaryDirectory(prefix="veil-coreml-") as folder:
         path = Path(folder) / "model.mlmodel"
         ct.models.MLModel(spec).save(str(path))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import openvino as ov
 
-from veil.vision.exports.azure_layout import azure_layout, read_veil_model
+from veil.vision.exports.azure_layout import azure_layout, privacy_record, read_veil_model
 
 
 def to_openvino(onnx_bytes: bytes) -> tuple[bytes, bytes]:
@@ -27,6 +27,9 @@ def to_openvino(onnx_bytes: bytes) -> tuple[bytes, bytes]:
         source.write_bytes(graph.SerializeToString())
         model = ov.convert_model(source)
         model.reshape([1, 3, info.input_height, info.input_width])
+        record = privacy_record(onnx_bytes)
+        if record is not None:  # the ONNX metadata's privacy record, in the IR's <rt_info> (Model.get_rt_info)
+            model.set_rt_info(record, ["veil", "privacy"])
         target = Path(folder) / "model.xml"
         ov.save_model(model, target, compress_to_fp16=False)
         return target.read_bytes(), target.with_suffix(".bin").read_bytes()

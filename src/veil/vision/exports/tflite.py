@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from veil.vision.exports.azure_layout import azure_layout, read_veil_model
+from veil.vision.exports.azure_layout import PRIVACY_KEY, azure_layout, privacy_record, read_veil_model
 from veil.vision.exports.torch_graph import to_torch
 from veil.vision.runtime import ModelInfo, fit_to_input
 
@@ -60,9 +60,43 @@ def to_tflite(onnx_bytes: bytes, calibration: Sequence[np.ndarray] | None = None
     with tempfile.TemporaryDirectory(prefix="veil-tflite-") as folder:
         path = Path(folder) / "model.tflite"
         litert_torch.convert(module, (example,)).export(str(path))
-        if not calibration:
-            return path.read_bytes()
-        return _int8(path.read_bytes(), [tflite_input(rgb, info) for rgb in calibration[:CALIBRATION_IMAGES]])
+        converted = path.read_bytes()
+    if calibration:
+        converted = _int8(converted, [tflite_input(rgb, info) for rgb in calibration[:CALIBRATION_IMAGES]])
+    record = privacy_record(onnx_bytes)
+    return converted if record is None else with_metadata(converted, PRIVACY_KEY, record.encode())
+
+
+def with_metadata(tflite_bytes: bytes, name: str, value: bytes) -> bytes:
+    """The model with one more entry in the flatbuffer's `metadata` table (name → a buffer of bytes), the slot
+    TFLite keeps for such records (`Interpreter` ignores it; `read_metadata` reads it back)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite_bytes), 0)
+    if any(buffer.offset for buffer in model.buffers or []):  # weights stored past the flatbuffer: not repacked
+        raise ValueError("cannot add metadata to a TFLite model with external buffers")
+    buffer = schema.BufferT()
+    buffer.data = list(value)
+    model.buffers = [*(model.buffers or []), buffer]
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = name, len(model.buffers) - 1
+    model.metadata = [*(model.metadata or []), entry]
+    builder = flatbuffers.Builder(len(tflite_bytes) + len(value) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def read_metadata(tflite_bytes: bytes) -> dict[str, bytes]:
+    """The `metadata` table of a .tflite model: name → bytes."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(tflite_bytes, 0)
+    found = {}
+    for index in range(model.MetadataLength()):
+        entry = model.Metadata(index)
+        found[entry.Name().decode()] = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+    return found
 
 
 def _int8(float_model: bytes, samples: list[np.ndarray]) -> bytes:
