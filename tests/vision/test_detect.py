@@ -86,3 +86,35 @@ def test_few_images_are_cross_validated_and_the_delivered_model_sees_them_all(ra
     # the step cap is split like the time budget: a sixth per fold model, half for the delivered one
     assert "5 steps" in str(result.settings["evaluation"]) and result.settings["iterations"] == 15
     assert result.model_card.evaluation_method == "kfold:3" and result.model_card.total_images == 18
+    # the audit attacks the fold models: each image is a member of two of them and a non-member of one
+    assert result.privacy is not None and result.privacy.audit is not None
+    assert (result.privacy.audit.members, result.privacy.audit.non_members) == (36, 18)
+
+
+def test_detection_iteration_is_audited_for_membership(trained: TrainResult) -> None:
+    # holdout: the delivered model trained on 32 raccoon images and never saw the 8 held out
+    assert trained.privacy is not None and trained.privacy.differential_privacy is None
+    audit = trained.privacy.audit
+    assert audit is not None and (audit.members, audit.non_members) == (32, 8)
+    (attack,) = audit.attacks
+    assert attack.name == "loss threshold" and 0.0 <= attack.auc.low <= attack.auc.value <= attack.auc.high <= 1.0
+    assert audit.verdict and "calibrated attack" in audit.notes[0]
+    assert trained.model_card.privacy["audit"]["attacks"][0]["auc"]["value"] == attack.auc.value
+    import json
+
+    import onnx
+
+    metadata = {e.key: e.value for e in onnx.load_from_string(trained.onnx).metadata_props}
+    assert json.loads(metadata["veil.privacy"])["membership_audit"]["loss threshold"]["auc"] == attack.auc.value
+
+
+def test_detection_fit_is_iou_times_confidence_of_the_best_same_tag_detection() -> None:
+    from veil.vision.membership import detection_fit
+
+    truth = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], dtype=float)
+    found = np.array([[0, 0, 10, 5], [20, 20, 30, 30], [0, 0, 10, 10]], dtype=float)
+    # box 1: the exact box is the wrong tag, the half box (IoU 0.5) at 0.8 → 0.4; box 2: exact at 0.6 → 0.6
+    fit = detection_fit(truth, ["a", "a"], found, np.array([0.8, 0.6, 0.9]), ["a", "a", "b"])
+    assert fit == pytest.approx((0.4 + 0.6) / 2)
+    assert detection_fit(truth, ["a", "a"], np.zeros((0, 4)), np.zeros(0), []) == 0.0
+    assert detection_fit(np.zeros((0, 4)), [], found[:1], np.array([0.3]), ["a"]) == pytest.approx(0.7)

@@ -8,7 +8,7 @@
     veil import ./my-photos --project <id> --url http://127.0.0.1:8080 --key <training key>
 
 `veil train` shows a progress bar, prints the held-out metrics and the privacy table (ε spent, if private, and the
-membership-inference audit of every classifier) and writes the PR curves (`<out>.pr-<tag>.png`) next to the
+membership-inference audit of every iteration) and writes the PR curves (`<out>.pr-<tag>.png`) next to the
 bundle. Bad datasets and bad model files end with one line on stderr and exit code 1; a bad privacy request
 (ε ≤ 0, δ outside (0, 1/N), DP for detection) with one line and exit code 2.
 """
@@ -84,9 +84,7 @@ def train_command(
     ] = "auto",
     dp_accountant: Annotated[str, typer.Option("--dp-accountant", help="prv (tighter) or rdp.")] = "prv",
     dp_clip: Annotated[float, typer.Option("--dp-clip", help="Per-image gradient clipping norm.")] = 1.0,
-    audit: Annotated[
-        bool, typer.Option("--audit/--no-audit", help="Membership-inference audit (classification).")
-    ] = True,
+    audit: Annotated[bool, typer.Option("--audit/--no-audit", help="Membership-inference audit (every task).")] = True,
 ) -> None:
     """Train a model on a local dataset, evaluate it on held-out images and write an ONNX bundle."""
     with _one_line_errors():

@@ -143,7 +143,7 @@ def epsilon_spent(accountant: str, noise_multiplier: float, sample_rate: float, 
 @dataclass
 class PrivacyReport:
     """An iteration's privacy: what DP spent (None: not trained privately) and the membership-inference audit
-    (None: not audited, e.g. detection)."""
+    (None: not audited: trained with the audit off)."""
 
     differential_privacy: PrivacySpent | None
     audit: AuditReport | None

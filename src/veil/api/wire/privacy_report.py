@@ -60,7 +60,7 @@ class IterationPrivacyOut(Wire):
     requested_epsilon: float | None = None
     requested_delta: float | None = None  # None with privacy=dp: auto, 1/(10·N)
     differential_privacy: DifferentialPrivacyOut | None = None
-    audit: MembershipAuditOut | None = None  # None: not audited (object detection)
+    audit: MembershipAuditOut | None = None  # None: not audited (trained with audit off, or before audits)
 
 
 def iteration_privacy_out(privacy: IterationPrivacy) -> IterationPrivacyOut:

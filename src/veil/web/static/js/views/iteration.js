@@ -120,7 +120,7 @@ async function renderPrivacy(panel, project, iteration) {
             `false-positive rate is ${percent(audit.minMeasurableFpr, 2)}.`,
         ),
       ]
-    : [h("p", { class: "muted" }, "No membership-inference audit for this iteration (object detection is not audited).")];
+    : [h("p", { class: "muted" }, "No membership-inference audit for this iteration (trained with the audit turned off).")];
   fill(panel, h("h3", {}, "Privacy"), spent, ...auditBody);
 }
 
