@@ -7,22 +7,31 @@ model with the training images as members and the validation images as non-membe
 with 8 reference models of the same procedure), exactly as `veil train` does with a fixed test set. The DP
 hyperparameters were chosen by 5-fold cross-validation on the train split only; everything reported here is on
 the validation split. Embeddings are computed once per set; the wall time per ε is the head's training plus the
-audit (the shared embedding time is reported separately). Detection: DP is not offered (see veil.vision.dp), so no
-detection row. The plot goes to docs/privacy_training.png.
+audit (the shared embedding time is reported separately). The plot goes to docs/privacy_training.png
+(docs/privacy_training_advanced.png when the Regular rows are skipped).
 
 Two extra loss-attack columns separate membership from the split: "i.i.d." redraws the members at random from
 train + val pooled (same count per class; non-members = the rest), 10 draws, mean ± sd — the membership game as
 defined, where members and non-members come from one distribution; "null" is the same procedure trained on other
 train images (never on the members), so its AUC is what the train/val difference alone gives the attack.
-Advanced rows (30 per class, ε = 8, 3, 1): DP-SGD fine-tuning of the last stage (veil.vision.dp_train.fine_tune_dp),
-audited with the loss attack and linear-head proxies ("offline" calibration), as `veil train --advanced` does.
+Advanced rows (30 per class, ε = ∞, 8, 3, 1): ε = ∞ is non-private Advanced (`classify.fine_tune`, AdamW with
+augmentation, early-stopped on a 20 % split of the 60, `ADVANCED_SECONDS` budget); the private rows are
+`veil.vision.dp_train.fine_tune_dp` as `veil train --advanced --dp-epsilon` runs it (its convolutions frozen, the DP
+head on the network's embeddings; see DPFineTuneSettings). All are audited with the loss attack and linear-head
+proxies ("offline" calibration), as `veil train --advanced` does.
+
+Detection row (Penn-Fudan pedestrians, the first 120 images trained with a 20 % holdout, `DETECTION_STEPS` steps):
+mAP@0.5 on the held-out images and the detection audit (loss-threshold attack on the per-image fit,
+`membership.detection_fit`) at ε = ∞ only: DP is not offered for detection (veil.vision.dp.UNSUPPORTED).
 
     make bench BENCH=privacy-training        # or: python -m bench privacy-training
+    PRIVACY_BENCH_ROWS=advanced,detection python -m bench privacy-training   # only those row groups
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 
@@ -48,6 +57,9 @@ _TRAIN_EMBEDDINGS: list[np.ndarray] = []  # filled by main(): the full train spl
 _TRAIN_TARGETS: list[int] = []
 BACKBONE = "efficientnet-lite2"
 SEED = 0
+ADVANCED_SECONDS = 180.0
+DETECTION_STEPS = 300
+ROWS = set(os.environ.get("PRIVACY_BENCH_ROWS", "regular,advanced,detection").split(","))
 console = Console(width=200)  # the table is wide; keep it whole in logs and pipes
 
 
@@ -138,18 +150,38 @@ def _advanced_row(
 
     size = variant_named(BACKBONE).native_size
     info = ModelInfo("classify", ["ants", "bees"], size, size, "stretch", MEAN, STD)
-    budget = PrivacyBudget(epsilon)
     started = time.monotonic()
-    network = classify.ClassifierNetwork(
-        fuse_batch_norm(pretrained_backbone(BACKBONE).eval()), 2, False, normalize=True
-    )
-    with torch.no_grad():
-        network.head.weight.zero_()
-        network.head.bias.zero_()
     members = list(range(len(training)))
-    spent = fine_tune_dp(
-        network, [s.rgb() for s in training], targets[members], info, budget, budget.delta_for(len(targets)), SEED
-    )
+    spent = None
+    if math.isinf(epsilon):  # non-private Advanced, as veil train --advanced (early stopping on 20 % of the 60)
+        network = classify.ClassifierNetwork(pretrained_backbone(BACKBONE), 2, False)
+        rng = np.random.default_rng(SEED)
+        stop = set(
+            int(i) for c in (0, 1) for i in rng.permutation(np.flatnonzero(targets[members] == c))[: len(members) // 10]
+        )
+        fit = [i for i in members if i not in stop]
+        classify.fine_tune(
+            network,
+            [training[i].rgb() for i in fit],
+            targets[fit],
+            [training[i].rgb() for i in sorted(stop)],
+            targets[sorted(stop)],
+            info,
+            ADVANCED_SECONDS,
+            SEED,
+        )
+        members = fit  # the early-stopping images are neither members nor non-members
+    else:
+        budget = PrivacyBudget(epsilon)
+        network = classify.ClassifierNetwork(
+            fuse_batch_norm(pretrained_backbone(BACKBONE).eval()), 2, False, normalize=True
+        )
+        with torch.no_grad():
+            network.head.weight.zero_()
+            network.head.bias.zero_()
+        spent = fine_tune_dp(
+            network, [s.rgb() for s in training], targets[members], info, budget, budget.delta_for(len(targets)), SEED
+        )
     model = load_model(export_onnx(network, info, ["probabilities"]))
     trained = time.monotonic() - started
     every = [s.rgb() for s in training + validation]
@@ -181,7 +213,32 @@ def _advanced_row(
     }
 
 
-def _plot(results: dict[str, list[dict[str, object]]]) -> None:
+def _detection_row() -> dict[str, object]:
+    """Penn-Fudan, non-private FCOS (Lite0, 256 px), step-capped; its mAP and the detection audit."""
+    from veil.vision.train import TrainRequest, train
+
+    people = load_dataset(DATASETS / "pedestrians-det" / "PennFudanPed")[:120]
+    started = time.monotonic()
+    result = train(TrainRequest("detect", people, max_steps=DETECTION_STEPS, seed=SEED, input_size=256))
+    seconds = time.monotonic() - started
+    assert result.privacy is not None and result.privacy.audit is not None
+    report = result.privacy.audit
+    (loss,) = report.attacks
+    return {
+        "epsilon": math.inf,
+        "spent": None,
+        "accuracy": float(result.performance.mean_average_precision),
+        "loss": loss,
+        "lira": loss,
+        "iid": "—",
+        "null": "—",
+        "train_seconds": seconds - report.seconds,
+        "audit_seconds": report.seconds,
+        "verdict": report.verdict,
+    }
+
+
+def _plot(results: dict[str, list[dict[str, object]]], path: Path = PLOT) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -215,7 +272,7 @@ def _plot(results: dict[str, list[dict[str, object]]]) -> None:
     right.set_title("Membership inference: train vs val")
     right.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(PLOT, dpi=110)
+    figure.savefig(path, dpi=110)
 
 
 def _add(table: Table, name: str, row: dict[str, object]) -> None:
@@ -279,19 +336,24 @@ def main() -> None:
         embeddings = pooled[rows_of]
         targets = np.array([0 if s.labels == ["ants"] else 1 for s in training + validation])
         members = list(range(len(training)))
-        rows = []
-        for epsilon in EPSILONS:
-            row = _row(embeddings, targets, members, epsilon)
-            rows.append(row)
-            _add(table, name, row)
-        results[name] = rows
-        if per_class is not None:
-            for epsilon in (8.0, 1.0, 3.0):  # the goal's ε first: the Advanced rows are the slow ones
-                _add(table, f"{name}, Advanced", _advanced_row(training, validation, embeddings, targets, epsilon))
+        if "regular" in ROWS:
+            rows = []
+            for epsilon in EPSILONS:
+                row = _row(embeddings, targets, members, epsilon)
+                rows.append(row)
+                _add(table, name, row)
+            results[name] = rows
+        if per_class is not None and "advanced" in ROWS:
+            advanced = {}
+            for epsilon in (8.0, math.inf, 3.0, 1.0):  # the goal's ε and its reference first
+                advanced[epsilon] = _advanced_row(training, validation, embeddings, targets, epsilon)
+                _add(table, f"{name}, Advanced", advanced[epsilon])
+            results[f"{name}, Advanced"] = [advanced[e] for e in EPSILONS]
+    if "detection" in ROWS:
+        _add(table, "Penn-Fudan detection (mAP)", _detection_row())
     console.print(table)
-    console.print(
-        "detection: not benchmarked — DP is not offered for detection (per-image gradients are not defined by "
-        "the detection loss; see veil.vision.dp.UNSUPPORTED)"
-    )
-    _plot(results)
-    console.print(f"plot: {PLOT.relative_to(REPO)}")
+    console.print("detection: ε = ∞ only — DP is not offered for detection (see veil.vision.dp.UNSUPPORTED)")
+    if results:  # a run without the Regular rows plots beside the full one rather than over it
+        path = PLOT if "regular" in ROWS else PLOT.with_name("privacy_training_advanced.png")
+        _plot(results, path)
+        console.print(f"plot: {path.relative_to(REPO)}")

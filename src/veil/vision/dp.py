@@ -14,8 +14,12 @@ or RDP (Mironov 2017) — and the spent ε is read back from that accountant aft
 What ε covers: the weights that are delivered and exported. The ImageNet backbone is public, so its frozen
 embeddings cost no privacy. The held-out metrics come from extra models trained the same way on part of the
 images (and the audit's reference models too); they stay inside the project, visible only to keys that can read
-the images themselves, and are not covered by ε. Advanced classification fine-tunes the network's last stage
-with DP-SGD (`veil.vision.dp_train.fine_tune_dp`). Detection is not offered (see `UNSUPPORTED`).
+the images themselves, and are not covered by ε. Advanced classification trains the same DP head on the
+Advanced network's embeddings (`veil.vision.dp_train.fine_tune_dp`; DP fine-tuning of its last stage was measured
+worse, see `DPFineTuneSettings`). Detection is not offered (see `UNSUPPORTED`): torchvision's FCOS loss normalises
+by the foreground anchors of the whole batch, so it has no per-image gradient to clip; DP would need a per-image
+loss (each image's normalised by its own box count), the trunk's batch norms folded for Opacus, and the FPN/head's
+per-sample gradients — not built yet. Every detection iteration is still audited for membership.
 """
 
 from __future__ import annotations
