@@ -97,6 +97,16 @@ def test_object_detection_quickstart(veil_server: VeilServer, trainer, predictor
     # Few images (< 40): 3-fold cross-validation, so every image is scored once, by a model that never saw it.
     assert sorted(image.id for image in evaluated) == sorted(image.id for image in stored)
     assert all(image.regions for image in evaluated)  # each with its ground truth to compare against
+    # Veil's privacy report: a detection iteration is audited for membership too, on its 3 fold models (each
+    # image a member of two, a non-member of one); not trained privately
+    privacy = httpx.get(
+        f"{veil_server.endpoint}/veil/v1/projects/{project.id}/iterations/{iteration.id}/privacy",
+        headers={"Training-Key": veil_server.keys["admin"]},
+        timeout=30,
+    ).json()
+    audit = privacy["audit"]
+    assert privacy["differentialPrivacy"] is None and (audit["members"], audit["nonMembers"]) == (32, 16), privacy
+    assert [a["name"] for a in audit["attacks"]] == ["loss threshold"] and audit["verdict"]
 
     # Regions one by one (create_image_regions / delete_image_regions), as a labelling tool does.
     target = stored[0]

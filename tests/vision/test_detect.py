@@ -106,6 +106,12 @@ def test_detection_iteration_is_audited_for_membership(trained: TrainResult) -> 
 
     metadata = {e.key: e.value for e in onnx.load_from_string(trained.onnx).metadata_props}
     assert json.loads(metadata["veil.privacy"])["membership_audit"]["loss threshold"]["auc"] == attack.auc.value
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(trained.bundle)) as bundle:
+        card = bundle.read("model_card.md").decode()
+    assert "Membership-inference audit (32 member / 8 non-member pairs" in card and "Note: object detection" in card
 
 
 def test_detection_fit_is_iou_times_confidence_of_the_best_same_tag_detection() -> None:

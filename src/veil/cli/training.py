@@ -189,6 +189,8 @@ def _print_privacy(privacy: Any) -> None:
         attacks.add_row(attack.name, str(attack.auc), str(attack.tpr_at_0_1_fpr), str(attack.tpr_at_1_fpr))
     console.print(attacks)
     console.print(audit.verdict, highlight=False)
+    for note in audit.notes:
+        console.print(f"note: {note}", style="dim", highlight=False)
     if audit.min_measurable_fpr > 0.001:
         console.print(
             f"(with {audit.non_members} held-out images the smallest measurable FPR is "

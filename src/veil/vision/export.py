@@ -114,6 +114,7 @@ def _privacy_markdown(privacy: dict[str, Any]) -> list[str]:
             "",
             f"The smallest measurable FPR with {audit['non_members']} non-members is "
             f"{audit['min_measurable_fpr']:.2%}.",
+            *[f"\nNote: {note}" for note in audit.get("notes", [])],
         ]
     return [*lines, ""]
 

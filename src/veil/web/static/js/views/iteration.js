@@ -119,6 +119,7 @@ async function renderPrivacy(panel, project, iteration) {
             `${audit.seconds.toFixed(1)} s. AUC 0.5 is guessing. With ${audit.nonMembers} held-out images the smallest measurable ` +
             `false-positive rate is ${percent(audit.minMeasurableFpr, 2)}.`,
         ),
+        ...(audit.notes || []).map((note) => h("p", { class: "muted small audit-note" }, note)),
       ]
     : [h("p", { class: "muted" }, "No membership-inference audit for this iteration (trained with the audit turned off).")];
   fill(panel, h("h3", {}, "Privacy"), spent, ...auditBody);
