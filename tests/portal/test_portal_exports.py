@@ -42,6 +42,8 @@ def test_export_menu_offers_the_formats_shows_progress_downloads_and_cancels(
 ) -> None:
     client, project_id, iteration = compact_iteration
     open_portal(page, veil_server, f"#/projects/{project_id}/iterations/{iteration['id']}")
+    # The menu is filled from the iteration's exportableTo after the page's requests answer: wait for it.
+    expect(page.locator("#export-format option")).not_to_have_count(0, timeout=30_000)
     options = page.locator("#export-format option").all_inner_texts()
     assert "ONNX (Azure's layout)" in options and "Veil ONNX (veil predict, edge)" in options
     assert {"OpenVINO IR", "TensorFlow Lite", "Core ML", "Docker (Linux)"} <= set(options)
