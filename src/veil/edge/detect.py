@@ -333,12 +333,13 @@ def resolve(spec: DetectorSpec, data_dir: Path | None = None) -> DetectorSpec:
     return spec
 
 
-def build_detector(spec: DetectorSpec, data_dir: Path | None = None) -> PeopleDetector:
+def build_detector(spec: DetectorSpec, data_dir: Path | None = None, threads: int = 0) -> PeopleDetector:
+    """`threads`: onnxruntime intra-op threads of a YOLOX detector (0: onnxruntime's default, one per core)."""
     spec = resolve(spec, data_dir)
     if spec.path is not None and not Path(spec.path).is_file():
         raise DetectorError(f"detector.path: file not found: {spec.path}")
     if spec.kind == "yolox":
-        return YoloxPeopleDetector(spec)
+        return YoloxPeopleDetector(spec, threads)
     if spec.kind == "yolo":
         return YoloOnnxDetector(spec)
     if spec.kind == "veil":
