@@ -46,7 +46,9 @@ def raccoons() -> list[Sample]:
     return load_dataset(dataset_path("raccoon"), "voc")
 
 
-# ---- trained models shared by the export tests (tests/vision/test_export_*.py), trained once per session
+# ---- trained models shared by the export tests (tests/vision/test_export_*.py), trained once per session.
+# No membership audit: these tests check the exported formats, not the audit (tests/vision/test_membership.py and
+# tests/vision/test_export_privacy.py do); it cost the detector 10 s of its 47 s.
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +56,9 @@ def export_classifier() -> bytes:
     """A Lite0 ants/bees classifier (20 training images, seconds): Veil's ONNX."""
     from veil.vision.train import TrainRequest, train
 
-    request = TrainRequest("classify", ants_bees("train", 10), seed=7, backbone="efficientnet-lite0", input_size=224)
+    request = TrainRequest(
+        "classify", ants_bees("train", 10), seed=7, backbone="efficientnet-lite0", input_size=224, audit=False
+    )
     return train(request).onnx
 
 
@@ -64,4 +68,4 @@ def export_detector() -> bytes:
     from veil.vision.train import TrainRequest, train
 
     people = load_dataset(dataset_path("pedestrians-det") / "PennFudanPed")
-    return train(TrainRequest("detect", people[:60], max_steps=60, seed=1, input_size=256)).onnx
+    return train(TrainRequest("detect", people[:60], max_steps=60, seed=1, input_size=256, audit=False)).onnx
