@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import supervision as sv
 
 REFERENCE_MODELS = 8
 BOOTSTRAP_RESAMPLES = 200
@@ -368,16 +369,6 @@ def audit(
 # ---------------------------------------------------------------- object detection
 
 
-def _iou(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """(K, M) IoU of xyxy boxes."""
-    top_left = np.maximum(boxes[:, None, :2], others[None, :, :2])
-    bottom_right = np.minimum(boxes[:, None, 2:], others[None, :, 2:])
-    overlap = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
-    area = (boxes[:, 2:] - boxes[:, :2]).clip(0).prod(axis=1)
-    other_area = (others[:, 2:] - others[:, :2]).clip(0).prod(axis=1)
-    return np.asarray(overlap / np.maximum(area[:, None] + other_area[None, :] - overlap, 1e-9))
-
-
 def detection_fit(
     true_boxes: np.ndarray,
     true_classes: Sequence[str],
@@ -397,7 +388,7 @@ def detection_fit(
     if len(boxes) == 0:
         return 0.0
     same = np.asarray(true_classes)[:, None] == np.asarray(classes)[None, :]
-    weighted = np.where(same, _iou(true_boxes, boxes) * scores[None, :], 0.0)
+    weighted = np.where(same, sv.box_iou_batch(true_boxes, boxes) * scores[None, :], 0.0)
     return float(weighted.max(axis=1).mean())
 
 
