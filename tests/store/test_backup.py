@@ -21,7 +21,14 @@ from veil.services.context import AppContext
 from veil.services.keys import bootstrap_admin_key
 from veil.store.models import Project
 
-IMAGE_MARKERS = (b"JFIF\x00", b"Exif\x00\x00", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xdb")
+# Whole headers, never 3-4 byte prefixes: a short marker turns up in megabytes of random ciphertext by chance.
+IMAGE_MARKERS = (
+    b"JFIF\x00",
+    b"Exif\x00\x00",
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff\xe0\x00\x10JFIF",
+    b"\xff\xd8\xff\xdb\x00\x43",
+)
 
 
 @pytest.fixture(scope="module")
