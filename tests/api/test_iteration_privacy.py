@@ -1,7 +1,8 @@
 """The Veil extension `?privacy=dp&epsilon=8&delta=auto` on Custom Vision's train route and
 `GET /veil/v1/projects/{id}/iterations/{iid}/privacy`, against a live `veil serve` with its worker: the same
 project trained with and without ε = 8 reports ε and the membership-inference audit side by side; bad privacy
-requests are 400 with one line, before anything is queued."""
+requests are 400 with one line, before anything is queued. A detection project trains privately too (the default
+EfficientNet-Lite FCOS), while `backbone=yolox-nano` with DP is refused in one line."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import pytest
 from tests.conftest import dataset_path
 from tests.support.http_helpers import TRAINING, create_ants_bees, ok, start_training, wait_iteration
 from tests.support.live_server import VeilServer, make_server
+from tests.support.sdk_helpers import pennfudan_boxes
+
+DETECTION_STEPS = 10  # VEIL_TRAINING_MAX_STEPS: detection trains by steps here, so load does not change results
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, str]]:
-    server: VeilServer = make_server(tmp_path_factory.mktemp("privacy"))
+    server: VeilServer = make_server(tmp_path_factory.mktemp("privacy"), VEIL_TRAINING_MAX_STEPS=str(DETECTION_STEPS))
     server.start()
     try:
         key = server.create_key("admin")
@@ -72,3 +76,55 @@ def test_bad_privacy_requests_are_400_with_one_line(
     assert refused.status_code == 400, refused.text
     error = refused.json()["error"] if "error" in refused.json() else refused.json()
     assert message in error["message"] and "\n" not in error["message"]
+
+
+@pytest.fixture(scope="module")
+def people(project: tuple[httpx.Client, str]) -> str:
+    """A detection project (General domain: Lite0 FCOS) with 15 Penn-Fudan photos and their person boxes."""
+    http, _ = project
+    domains = ok(http.get(f"{TRAINING}/domains"))
+    assert isinstance(domains, list)
+    detection = next(d for d in domains if d["type"] == "ObjectDetection" and d["name"] == "General")
+    created = ok(http.post(f"{TRAINING}/projects", params={"name": "private-people", "domainId": detection["id"]}))
+    assert isinstance(created, dict)
+    project_id = created["id"]
+    tag = ok(http.post(f"{TRAINING}/projects/{project_id}/tags", params={"name": "person"}))
+    assert isinstance(tag, dict)
+    root = dataset_path("pedestrians-det") / "PennFudanPed"
+    for path in sorted((root / "PNGImages").glob("*.png"))[:15]:
+        _, _, boxes = pennfudan_boxes(root / "Annotation" / f"{path.stem}.txt")
+        uploaded = ok(
+            http.post(
+                f"{TRAINING}/projects/{project_id}/images",
+                content=path.read_bytes(),
+                headers={"Content-Type": "application/octet-stream"},
+            )
+        )
+        assert isinstance(uploaded, dict)
+        image_id = uploaded["images"][0]["image"]["id"]
+        regions = [
+            {"imageId": image_id, "tagId": tag["id"], "left": x, "top": y, "width": w, "height": h}
+            for x, y, w, h in boxes
+        ]
+        ok(http.post(f"{TRAINING}/projects/{project_id}/images/regions", json={"regions": regions}))
+    return str(project_id)
+
+
+def test_detection_project_trains_privately_but_not_with_yolox_nano(
+    project: tuple[httpx.Client, str], people: str
+) -> None:
+    http, _ = project
+    refused = http.post(
+        f"{TRAINING}/projects/{people}/train", params={"privacy": "dp", "epsilon": "8", "backbone": "yolox-nano"}
+    )
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"] if "error" in refused.json() else refused.json()
+    message = error["message"]
+    assert "not available for yolox-nano" in message and "\n" not in message
+    private = wait_iteration(http, people, start_training(http, people, privacy="dp", epsilon="8")["id"], 600)
+    assert private["status"] == "Completed", private
+    report = _privacy(http, people, private["id"])
+    spent = report["differentialPrivacy"]
+    assert report["private"] is True and 7.9 <= spent["epsilon"] <= 8 and spent["delta"] < 1 / 15
+    assert spent["images"] == 15 and "normalised by its own boxes" in spent["mechanism"]  # the delivered model
+    assert {a["name"] for a in report["audit"]["attacks"]} == {"loss threshold"}  # every detection iteration

@@ -88,7 +88,7 @@ def train_command(
 ) -> None:
     """Train a model on a local dataset, evaluate it on held-out images and write an ONNX bundle."""
     with _one_line_errors():
-        budget = _privacy_budget(dp_epsilon, dp_delta, dp_accountant, dp_clip, task, advanced)
+        budget = _privacy_budget(dp_epsilon, dp_delta, dp_accountant, dp_clip, task, advanced, backbone)
         from veil.vision.datasets import load_dataset
         from veil.vision.metrics import performance
         from veil.vision.train import TrainingCancelled, TrainProgress, TrainRequest, train
@@ -139,7 +139,9 @@ def train_command(
         )
 
 
-def _privacy_budget(epsilon: float | None, delta: str, accountant: str, clip: float, task: str, advanced: bool) -> Any:
+def _privacy_budget(
+    epsilon: float | None, delta: str, accountant: str, clip: float, task: str, advanced: bool, backbone: str | None
+) -> Any:
     """The --dp-* flags as a validated `PrivacyBudget` (None without --dp-epsilon); PrivacyInputError → exit 2."""
     from veil.vision.dp import PrivacyBudget, PrivacyInputError
 
@@ -152,7 +154,7 @@ def _privacy_budget(epsilon: float | None, delta: str, accountant: str, clip: fl
     except ValueError:
         raise PrivacyInputError(f"--dp-delta must be a number or auto, got {delta!r}") from None
     budget = PrivacyBudget(epsilon, parsed_delta, accountant, clip)
-    budget.validate(task, advanced)
+    budget.validate(task, advanced, backbone=backbone)
     return budget
 
 

@@ -208,7 +208,7 @@ def start_training(ctx: AppContext, actor: Principal, project_id: str, options: 
             _check_counts(project, tags, items)
         except NotEnoughImagesPerTag as short:
             raise _forgotten_explained(session, project, short) from None
-        privacy = privacy_request(options, task_of(project), len(items))
+        privacy = privacy_request(options, task_of(project), len(items), network.backbone)
         if backbone is not None:
             try:
                 backbone_named(backbone, task_of(project))  # yolox-nano trains detection projects only
@@ -254,7 +254,9 @@ def start_training(ctx: AppContext, actor: Principal, project_id: str, options: 
         return iteration
 
 
-def privacy_request(options: TrainOptions, task: str, images: int) -> PrivacyRequestRecord | None:
+def privacy_request(
+    options: TrainOptions, task: str, images: int, backbone: str | None = None
+) -> PrivacyRequestRecord | None:
     """The Veil extension `privacy=dp&epsilon=8&delta=auto` as the job's budget (None: not private); a bad request
     is `InvalidInput` (400) with one line, before anything is queued."""
     from veil.vision.dp import PrivacyBudget, PrivacyInputError
@@ -273,7 +275,7 @@ def privacy_request(options: TrainOptions, task: str, images: int) -> PrivacyReq
         raise InvalidInput(f"delta must be a number or auto, not {options.delta!r}") from None
     budget = PrivacyBudget(options.epsilon, delta)
     try:
-        budget.validate(task, options.training_type == "Advanced", images)
+        budget.validate(task, options.training_type == "Advanced", images, backbone)
     except PrivacyInputError as exc:
         raise InvalidInput(str(exc)) from None
     return PrivacyRequestRecord(epsilon=budget.epsilon, delta=budget.delta)

@@ -16,10 +16,9 @@ embeddings cost no privacy. The held-out metrics come from extra models trained 
 images (and the audit's reference models too); they stay inside the project, visible only to keys that can read
 the images themselves, and are not covered by ε. Advanced classification trains the same DP head on the
 Advanced network's embeddings (`veil.vision.dp_train.fine_tune_dp`; DP fine-tuning of its last stage was measured
-worse, see `DPFineTuneSettings`). Detection is not offered (see `UNSUPPORTED`): torchvision's FCOS loss normalises
-by the foreground anchors of the whole batch, so it has no per-image gradient to clip; DP would need a per-image
-loss (each image's normalised by its own box count), the trunk's batch norms folded for Opacus, and the FPN/head's
-per-sample gradients — not built yet. Every detection iteration is still audited for membership.
+worse, see `DPFineTuneSettings`). Detection with the EfficientNet-Lite FCOS detector (the default) trains its
+feature pyramid and head by DP-SGD with a per-image loss, the trunk frozen (`veil.vision.dp_detect`); yolox-nano is
+refused (`UNSUPPORTED`). Every iteration, private or not, is audited for membership.
 """
 
 from __future__ import annotations
@@ -36,10 +35,11 @@ ACCOUNTANTS = ("prv", "rdp")
 DEFAULT_ACCOUNTANT = "prv"
 DEFAULT_CLIP = 1.0
 UNSUPPORTED = (
-    "differential privacy is not available for object detection: the detection loss couples the images of a "
-    "batch (anchor assignment and normalisation over all boxes), so per-image gradients, which DP-SGD clips, "
-    "are not defined; train a classifier, or detect without --dp-epsilon"
+    "differential privacy is not available for yolox-nano detection: its SimOTA loss assigns anchors over the "
+    "whole batch and its batch norms train, so there is no per-image gradient to clip; use the default "
+    "efficientnet-lite backbone (FCOS), or train yolox-nano without DP"
 )
+DP_DETECTION_BACKBONES = ("yolox-nano",)  # detection backbones DP refuses (`UNSUPPORTED`)
 
 
 class PrivacyInputError(ValueError):
@@ -60,8 +60,8 @@ class PrivacyBudget:
             return self.delta
         return float(f"{1.0 / (10 * max(images, 1)):.1g}")
 
-    def validate(self, task: str, advanced: bool, images: int | None = None) -> None:
-        """Raise `PrivacyInputError` naming what is wrong and what to do."""
+    def validate(self, task: str, advanced: bool, images: int | None = None, backbone: str | None = None) -> None:
+        """Raise `PrivacyInputError` naming what is wrong and what to do (`backbone`: the one asked for, if any)."""
         if not (self.epsilon > 0 and math.isfinite(self.epsilon)):
             raise PrivacyInputError(f"epsilon must be a positive number, got {self.epsilon:g}")
         if self.delta is not None and not (0 < self.delta < 1):
@@ -75,7 +75,7 @@ class PrivacyBudget:
             raise PrivacyInputError(f"unknown accountant {self.accountant!r}; use {' or '.join(ACCOUNTANTS)}")
         if not self.max_grad_norm > 0:
             raise PrivacyInputError(f"the clipping norm must be positive, got {self.max_grad_norm:g}")
-        if task == "detect":
+        if task == "detect" and backbone and backbone.lower().replace("_", "-") in DP_DETECTION_BACKBONES:
             raise PrivacyInputError(UNSUPPORTED)
 
 

@@ -47,7 +47,7 @@ from veil.vision.data import (
     to_normalized_ltwh,
     to_pixel_xyxy,
 )
-from veil.vision.dp import PrivacyBudget, PrivacyReport
+from veil.vision.dp import PrivacyBudget, PrivacyReport, PrivacySpent
 from veil.vision.export import ModelCard, add_metadata, export_onnx, make_bundle
 from veil.vision.metrics import Evaluation, ImageResult, Performance, ScoredBox, performance
 from veil.vision.plots import pr_curve_png, training_curve_png
@@ -225,7 +225,7 @@ def train(
     labels = _labels_for(request)
     samples = _validate(request, labels)
     if request.privacy:
-        request.privacy.validate(request.task, request.advanced, len(samples))
+        request.privacy.validate(request.task, request.advanced, len(samples), _backbone(request))
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(request.threads or _training_threads())
     try:
@@ -609,6 +609,8 @@ def _train_detection(
         items.append(_detection_item(sample, labels, size)[0])
         report("loading", (count + 1) / len(samples))
     budget = _detection_budget(request)
+    # δ from every image, so the fold models and the delivered one share one setting (as classification)
+    delta = request.privacy.delta_for(len(samples)) if request.privacy else None
     results: list[ImageResult] = []
     # the audited detectors with their members and non-members: the fold models (the delivered one, trained on
     # every image, has no non-members), or the delivered model trained without the held-out split
@@ -625,20 +627,27 @@ def _train_detection(
             def on_fold(fraction: float, fold: int = fold) -> None:
                 report("cross-validation", (fold + fraction) / len(plan.folds))
 
-            fold_onnx, _ = _fit_detector(
-                request, [items[i] for i in train_idx], info, share, fold, on_fold, should_cancel
+            fold_onnx, _, _ = _fit_detector(
+                request, [items[i] for i in train_idx], info, share, fold, on_fold, should_cancel, delta
             )
             results.extend(_score_held_out(fold_onnx, samples, held_out, fold, should_cancel))
             audited.append((fold_onnx, train_idx, list(held_out)))
-        onnx_bytes, history = _fit_detector(
-            request, items, info, budget.share(1 / 2), 0, lambda f: report("training", f), should_cancel
+        onnx_bytes, history, spent = _fit_detector(
+            request, items, info, budget.share(1 / 2), 0, lambda f: report("training", f), should_cancel, delta
         )
         report("export", 1.0)
     else:
         held_out = plan.folds[0]
         train_idx = plan.train_indices(0, len(samples))
-        onnx_bytes, history = _fit_detector(
-            request, [items[i] for i in train_idx], info, budget, 0, lambda f: report("training", f), should_cancel
+        onnx_bytes, history, spent = _fit_detector(
+            request,
+            [items[i] for i in train_idx],
+            info,
+            budget,
+            0,
+            lambda f: report("training", f),
+            should_cancel,
+            delta,
         )
         report("evaluating", 0.0)
         results = _score_held_out(onnx_bytes, samples, held_out, 0, should_cancel, lambda f: report("evaluating", f))
@@ -659,16 +668,29 @@ def _train_detection(
     }
     if budget.steps is not None:
         settings["max_steps"] = budget.steps
+    if spent is not None:
+        # DP calibrates its noise for a step count fixed up front: it trains by steps, not by the clock
+        settings["method"] = (
+            f"{_backbone(request)} (frozen, ImageNet) + FPN P3-P7 + FCOS head trained by DP-SGD, per-image loss "
+            f"({spent.steps} steps, {spent.epochs:g} epochs over fixed flip/scale/colour views; "
+            "veil.vision.dp_detect.DPDetectionSettings)"
+        )
+        settings.pop("budget_minutes")
     if kfold:
         settings["evaluation"] = (
             f"{len(plan.folds)}-fold cross-validation, each fold model trained for "
             f"{_describe(budget.share(1 / 2 / len(plan.folds)))}; the delivered model trained on every image for "
             f"{_describe(budget.share(1 / 2))}"
         )
+        if spent is not None and budget.steps is None:
+            settings["evaluation"] = (
+                f"{len(plan.folds)}-fold cross-validation, each fold model trained by the same DP-SGD procedure on "
+                "its images; the delivered model on every image"
+            )
     audit = None
     if request.audit:
         audit = _audit_detectors(audited, samples, request.seed, lambda f: report("audit", f), should_cancel)
-    result = _finish(request, samples, onnx_bytes, info, evaluation, settings, PrivacyReport(None, audit))
+    result = _finish(request, samples, onnx_bytes, info, evaluation, settings, PrivacyReport(spent, audit))
     report("audit", 1.0)
     if history.epochs:
         result.training_curve = training_curve_png(history.epochs, history.train_loss, history.train_loss, "loss")
@@ -729,8 +751,11 @@ def _fit_detector(
     seed_offset: int,
     on_fraction: Callable[[float], None],
     should_cancel: Callable[[], bool] | None,
-) -> tuple[bytes, detect.DetectionHistory]:
-    """Train one detector on `items` within `budget`; its exported ONNX graph (what gets scored and served)."""
+    delta: float | None = None,
+) -> tuple[bytes, detect.DetectionHistory, PrivacySpent | None]:
+    """Train one detector on `items` within `budget`; its exported ONNX graph (what gets scored and served).
+    With `request.privacy`, DP-SGD on the FPN + head (`veil.vision.dp_detect`) at `delta`: the graph, the history
+    and what was spent."""
     torch.manual_seed(request.seed + seed_offset)
     if _backbone(request) == "yolox-nano":
         from veil.vision import yolox
@@ -738,13 +763,29 @@ def _fit_detector(
         net = yolox.pretrained_yolox_nano(len(info.labels))
         history = yolox.train_yolox(net, items, info, budget, request.seed + seed_offset, on_fraction, should_cancel)
         export = yolox.YoloxExport(net, info.input_height, info.input_width)
-        return export_onnx(export, info, ["boxes", "scores"]), history
+        return export_onnx(export, info, ["boxes", "scores"]), history, None
     detector = detect.build_detector(pretrained_backbone(_backbone(request)), len(info.labels), info.input_width)
-    history = detect.train_detector(
-        detector, items, info, budget, request.seed + seed_offset, on_fraction, should_cancel
-    )
+    spent = None
+    if request.privacy is not None:
+        from veil.vision.dp_detect import train_detector_dp
+
+        history, spent = train_detector_dp(
+            detector,
+            items,
+            info,
+            request.privacy,
+            request.privacy.delta_for(len(items)) if delta is None else delta,
+            request.seed + seed_offset,
+            steps=budget.steps,
+            on_progress=on_fraction,
+            should_cancel=should_cancel,
+        )
+    else:
+        history = detect.train_detector(
+            detector, items, info, budget, request.seed + seed_offset, on_fraction, should_cancel
+        )
     onnx_bytes = export_onnx(detect.DetectorExport(detector, info.input_width), info, ["boxes", "scores"])
-    return onnx_bytes, history
+    return onnx_bytes, history, spent
 
 
 def _score_held_out(
