@@ -422,7 +422,7 @@ def test_private_detection_iteration_records_its_budget(detection_iterations: di
     spent = result.privacy.differential_privacy
     assert spent is not None and spent.images == 32 and spent.steps == 30
     assert 0.95 <= spent.epsilon <= 1.0 and spent.delta < 1 / 40 and spent.accountant == "prv"
-    assert spent.max_grad_norm == 1.0 and spent.noise_multiplier > 1 and spent.sample_rate == 0.5  # q = 1/⌈32/16⌉
+    assert spent.max_grad_norm == 1.0 and spent.noise_multiplier > 1 and spent.sample_rate == 1.0  # q = 1/⌈32/32⌉
     assert "per image" in spent.covers and "normalised by its own boxes" in spent.mechanism
     # the recorded (σ, q, steps) give back the recorded ε from Opacus' accountant
     assert epsilon_spent("prv", spent.noise_multiplier, spent.sample_rate, spent.steps, spent.delta) == pytest.approx(
