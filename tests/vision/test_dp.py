@@ -467,7 +467,7 @@ def _held_out_map(onnx_bytes: bytes, samples: list[Sample]) -> float:
 def test_detection_dp_with_a_huge_epsilon_reaches_the_non_private_heads_map() -> None:
     # With negligible noise (ε = 10⁴) the DP path must learn what the same head learns without DP (same frozen
     # trunk, views, steps; no clipping or noise): it proves the private path trains, not just adds noise.
-    # Penn-Fudan: 30 trained, 20 unseen, 128 px, 60 steps.
+    # Penn-Fudan: 30 trained, 20 unseen, 128 px, 60 steps. Measured: no DP 0.586, ε = 10⁴ 0.638.
     import torch
 
     from veil.vision import detect
