@@ -63,8 +63,8 @@ function renderTrainForm(panel, project, onStarted) {
     h("option", { value: "efficientnet-lite2" }, "EfficientNet-Lite2: most accurate"),
   );
   const force = h("input", { type: "checkbox", name: "forceTrain" });
-  // Veil extension: differential privacy (Regular classification): a DP-SGD head whose ε bounds what the model
-  // can reveal about any one training image; δ is automatic (1/(10·N)).
+  // Veil extension: differential privacy (classification, and detection with the EfficientNet-Lite FCOS detector):
+  // DP-SGD whose ε bounds what the model can reveal about any one training image; δ is automatic (1/(10·N)).
   const private_ = h("input", { type: "checkbox", name: "privacy", id: "dp-toggle" });
   const epsilon = h("input", {
     type: "number", name: "epsilon", id: "dp-epsilon", min: "0.1", step: "0.1", value: "8",
@@ -72,11 +72,9 @@ function renderTrainForm(panel, project, onStarted) {
   });
   const epsilonRow = h("label", { class: "inline-field", hidden: true }, "ε (smaller = more private) ", epsilon);
   private_.onchange = () => { epsilonRow.hidden = !private_.checked; };
-  const privacyRow = project.isDetection
-    ? null
-    : h("div", {},
-        h("label", { class: "inline-field" }, private_, " Differential privacy: bound what the model reveals about any one image"),
-        epsilonRow);
+  const privacyRow = h("div", {},
+    h("label", { class: "inline-field" }, private_, " Differential privacy: bound what the model reveals about any one image"),
+    epsilonRow);
   const message = h("div");
   const submit = h("button", { type: "submit", class: "primary", id: "train-button" }, "Train");
 
