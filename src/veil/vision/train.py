@@ -656,7 +656,8 @@ def _train_detection(
     settings = {
         "mode": "advanced" if request.advanced else "regular",
         "method": (
-            "COCO-pretrained YOLOX-Nano, new class head, SimOTA loss (flip, scale and colour jitter)"
+            "COCO-pretrained YOLOX-Nano, class head started from the closest COCO class, heads fine-tuned "
+            "(backbone and neck frozen), SimOTA loss (flip, scale and colour jitter)"
             if yolox
             else f"{_backbone(request)} + FPN P3-P7 + FCOS head (flip, scale and colour jitter)"
         ),
@@ -760,7 +761,7 @@ def _fit_detector(
     if _backbone(request) == "yolox-nano":
         from veil.vision import yolox
 
-        net = yolox.pretrained_yolox_nano(len(info.labels))
+        net = yolox.pretrained_yolox_nano(len(info.labels), items, info)
         history = yolox.train_yolox(net, items, info, budget, request.seed + seed_offset, on_fraction, should_cancel)
         export = yolox.YoloxExport(net, info.input_height, info.input_width)
         return export_onnx(export, info, ["boxes", "scores"]), history, None
