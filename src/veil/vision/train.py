@@ -656,8 +656,8 @@ def _train_detection(
     settings = {
         "mode": "advanced" if request.advanced else "regular",
         "method": (
-            "COCO-pretrained YOLOX-Nano, class head started from the closest COCO class, heads fine-tuned "
-            "(backbone and neck frozen), SimOTA loss (flip, scale and colour jitter)"
+            "COCO-pretrained YOLOX-Nano, class head started from the closest COCO class, pretrained weights at "
+            "0.1 × its learning rate, SimOTA loss (flip, scale and colour jitter)"
             if yolox
             else f"{_backbone(request)} + FPN P3-P7 + FCOS head (flip, scale and colour jitter)"
         ),
