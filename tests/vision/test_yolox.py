@@ -1,5 +1,7 @@
 """YOLOX-Nano in PyTorch: weights read from the shipped ONNX file reproduce its outputs on real Penn-Fudan photos,
-the fine-tuning export equals the eager module through the one runtime path; yolox-nano is a detection-only choice."""
+the fine-tuning export equals the eager module through the one runtime path; yolox-nano is a detection-only choice;
+new classes start from the closest COCO class and pretrained weights learn at a tenth of the head's rate, which finds
+raccoons of the tuning split better than the old recipe (fresh head at the prior, pretrained weights at 0.3×) did."""
 
 from __future__ import annotations
 
@@ -12,10 +14,20 @@ from tests.conftest import dataset_path
 from tests.vision.conftest import rgb
 
 from veil.vision.data import Sample
+from veil.vision.datasets import load_dataset
+from veil.vision.detect import DetectionItem, TrainingBudget
 from veil.vision.export import export_onnx
 from veil.vision.runtime import ModelInfo, load_model, preprocess
-from veil.vision.train import TrainRequest, train
-from veil.vision.yolox import YOLOX_NANO_ONNX, YoloxExport, YoloxNet, rows
+from veil.vision.train import TrainRequest, _detection_item, train
+from veil.vision.yolox import (
+    YOLOX_NANO_ONNX,
+    YoloxExport,
+    YoloxNet,
+    closest_coco_classes,
+    pretrained_yolox_nano,
+    rows,
+    train_yolox,
+)
 from veil.vision.yolox_runtime import YoloxModel
 
 INPUT = 256
@@ -59,6 +71,85 @@ def test_new_class_head_keeps_every_other_pretrained_weight(coco_net: YoloxNet) 
             assert parameter.shape[0] == 2
         else:
             assert torch.equal(parameter, original[name]), name
+
+
+def _yolox_info(labels: list[str]) -> ModelInfo:
+    return ModelInfo("detect", labels, INPUT, INPUT, "letterbox", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), channel_order="BGR")
+
+
+def _items(samples: list[Sample], labels: list[str]) -> list[DetectionItem]:
+    return [_detection_item(s, labels, INPUT)[0] for s in samples]
+
+
+def _tuning_raccoons(raccoons: list[Sample]) -> list[Sample]:
+    """The first 30 raccoon photos by name: the split the recipe was tuned on (the last 10 are the bench's report
+    set, which these new tests never use)."""
+    return sorted(raccoons, key=lambda s: s.key)[:30]
+
+
+def test_new_classes_start_from_the_closest_coco_class(coco_net: YoloxNet, raccoons: list[Sample]) -> None:
+    names = YOLOX_NANO_ONNX.with_name("coco_classes.txt").read_text().split("\n")
+    raccoon = ["raccoon"]
+    found = closest_coco_classes(coco_net, _items(_tuning_raccoons(raccoons)[:10], raccoon), _yolox_info(raccoon), 1)
+    assert found[0] is not None and names[found[0]] in {"cat", "dog", "bear"}, found
+    person = ["person"]
+    photos = load_dataset(dataset_path("pedestrians-det") / "PennFudanPed", "pascal-v1")
+    people = _items(sorted(photos, key=lambda s: s.key)[:5], person)
+    found = closest_coco_classes(coco_net, people, _yolox_info(person), 1)
+    assert found[0] is not None and names[found[0]] == "person", found
+    # the new head's row is that COCO row: untrained, it scores people as the COCO model does
+    net = pretrained_yolox_nano(1, people, _yolox_info(person)).eval()
+    image = torch.from_numpy(preprocess(rgb(_penn_fudan(1)[0]), _yolox_info(person))[0][None])
+    with torch.no_grad():
+        tuned, coco = rows(net(image))[0], rows(coco_net(image))[0]
+    assert torch.allclose(tuned[:, 5], coco[:, 5], atol=1e-6)
+
+
+def test_pretrained_weights_move_a_tenth_as_fast_as_the_new_class_head(
+    coco_net: YoloxNet, raccoons: list[Sample]
+) -> None:
+    """AdamW moves a weight by about its learning rate a step: after 3 steps the pretrained weights have moved about
+    a tenth as far as the class convolutions (the old recipe: 0.3, which let the COCO boxes drift)."""
+    items = _items(_tuning_raccoons(raccoons)[:8], ["raccoon"])
+    info = _yolox_info(["raccoon"])
+    net = pretrained_yolox_nano(1, items, info)
+    start = {name: p.detach().clone() for name, p in net.body.named_parameters()}
+    train_yolox(net, items, info, TrainingBudget(600.0, steps=3), seed=0)
+    moved: dict[bool, list[torch.Tensor]] = {True: [], False: []}
+    for name, parameter in net.body.named_parameters():
+        moved[name.rsplit(".", 1)[0] in net.class_convs].append((parameter.detach() - start[name]).abs().flatten())
+    head, pretrained = (float(torch.cat(moved[key]).median()) for key in (True, False))
+    assert head > 0 and pretrained > 0
+    assert 0.05 <= pretrained / head <= 0.15, (pretrained, head)
+
+
+TUNING_STEPS = 200
+
+
+def test_fine_tuned_heads_find_raccoons_of_the_tuning_split_better_than_the_old_recipe(
+    raccoons: list[Sample],
+) -> None:
+    """A class COCO has no box for: trained on raccoon photos 11-30 by name for 200 optimizer steps (step-capped:
+    load-independent), AP@0.5 on photos 1-10 through the exported model — all within the split the recipe was
+    tuned on, never the bench's report photos."""
+    tuning = _tuning_raccoons(raccoons)
+    result = train(
+        TrainRequest(
+            "detect",
+            tuning,
+            seed=0,
+            backbone="yolox-nano",
+            input_size=INPUT,
+            test_keys=[s.key for s in tuning[:10]],
+            max_steps=TUNING_STEPS,
+            audit=False,
+        )
+    )
+    assert result.settings["iterations"] == TUNING_STEPS
+    # Measured (2026-11-26, seed 0, step-capped so deterministic): 0.762 with this recipe, 43 CPU s; the old one
+    # (fresh class head at the 0.01 prior, pretrained weights at 0.3×) scored 0.633 here, its boxes drifting off
+    # raccoons the COCO model had boxed well. 10 photos, 10 boxes: the margin either side is about one box.
+    assert result.performance.mean_average_precision >= 0.70, result.performance
 
 
 def test_exported_yolox_graph_matches_eager_within_1e_4() -> None:
@@ -114,6 +205,7 @@ def test_fine_tuned_yolox_finds_the_raccoons_of_unseen_photos(raccoons: list[Sam
     )
     assert result.settings["iterations"] == QUALITY_STEPS and result.settings["max_steps"] == QUALITY_STEPS
     assert sorted(image.key for image in result.evaluation.images) == sorted(held_out)
-    # Measured (2026-11-26, this recipe): AP@0.5 0.867 with seed 0, 0.657-0.867 over seeds 0-2; 40 steps gave
-    # 0.39-0.82. A head that has not learned raccoons scores about 0.
+    # Measured (2026-11-26): the current recipe 0.750 with seed 0, 0.686-0.782 over seeds 0-2; the old recipe
+    # (fresh head, pretrained weights at 0.3×) 0.867 with seed 0, 0.657-0.867. A head that has not learned raccoons
+    # scores about 0.
     assert result.performance.mean_average_precision >= 0.5, result.performance

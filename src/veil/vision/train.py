@@ -72,9 +72,9 @@ REGULAR_DETECTION_MINUTES = 3.0
 DEFAULT_ADVANCED_MINUTES = 10.0
 # Classification embeds each image once, so the larger Lite2 costs seconds and buys accuracy (ants/bees:
 # 0.967 vs Lite0's 0.948; re-checked by cross-validation on the train split: within noise of the best) while
-# serving stays under 15 ms. Detection stays on Lite0 FCOS: the COCO-pretrained `yolox-nano` scored equal on plates
-# and 0.26-0.30 mAP@0.5 lower on raccoons at 15-30 images for the same steps (better only on people; see
-# docs/BENCHMARKS.md, issue 15).
+# serving stays under 15 ms. Detection stays on Lite0 FCOS: the COCO-pretrained `yolox-nano` (recipe tuned on
+# training photos only) scored equal on plates and 0.20 mAP@0.5 lower on raccoons at 30 images and equal compute,
+# better on people and faces (docs/BENCHMARKS.md, issue 15).
 DEFAULT_BACKBONE = {"classify": "efficientnet-lite2", "multilabel": "efficientnet-lite2", "detect": DEFAULT_VARIANT}
 DETECTION_SCORE_FLOOR = 0.05
 DETECTION_KFOLD_BELOW = 40  # fewer images: a 20 % holdout would score fewer than 8
