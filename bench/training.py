@@ -8,8 +8,9 @@
 3. Prediction speed of the ants/bees classifier (and the people detector): single-image latency p50/p95 and batch
    throughput, onnxruntime vs eager PyTorch on the same weights, same process, same threads.
 4. Detection backbones, same run: `lite0` (EfficientNet-Lite0 + FPN + FCOS) vs `yolox-nano` (COCO-pretrained
-   YOLOX-Nano, fine-tuned) on plates (first N / last 40 by file name), raccoons (first N / last 10) and Penn-Fudan
-   (first N / last 50), N = `BENCH_DET_IMAGES` (default "30,15,1000": 1000 = all), sets `BENCH_DET_SETS`, modes
+   YOLOX-Nano, fine-tuned) on plates (first N / last 40 by file name), raccoons (first N / last 10), Penn-Fudan
+   (first N / last 50) and faces (WIDER FACE 20--Family_Group, first N / last 26), N = `BENCH_DET_IMAGES`
+   (default "30,15,1000": 1000 = all), sets `BENCH_DET_SETS`, modes
    `BENCH_DET_MODES` ("regular", "advanced"; `BENCH_DET_ADVANCED_IMAGES` gives Advanced its own N). Budgets are
    equal step counts for both backbones (`STEPS`; `BENCH_DET_REGULAR_STEPS=lite0,yolox` overrides), not minutes,
    so the figures do not depend on the machine's load; one training thread (`BENCH_DET_THREADS`), so the CPU
@@ -120,14 +121,44 @@ def _plates() -> list[Sample]:
     return samples
 
 
+# Faces smaller than this at the 256 px letterbox are left out of the faces set (training and scoring): neither
+# detector's finest grid (stride 8) can place them, so they would only measure the input size.
+MIN_FACE_PX = 8.0
+
+
+def _faces() -> list[Sample]:
+    """WIDER FACE val, event 20--Family_Group (58 photos; 0--Parade is the anonymize bench's tuning split and no
+    detection choice was made on faces): every valid face of at least `MIN_FACE_PX` at a 256 px input."""
+    from PIL import Image
+
+    from bench.anonymize import load_wider
+    from veil.vision.data import LabeledBox
+
+    samples = []
+    for truth in load_wider(("20--Family_Group",)):
+        with Image.open(truth.path) as image:
+            width, height = image.size
+        scale = 256 / max(width, height)
+        boxes = [
+            LabeledBox("face", x1 / width, y1 / height, (x2 - x1) / width, (y2 - y1) / height)
+            for (x1, y1, x2, y2), invalid in zip(truth.boxes, truth.invalid, strict=True)
+            if not invalid and min(x2 - x1, y2 - y1) * scale >= MIN_FACE_PX
+        ]
+        if boxes:
+            samples.append(Sample(truth.path.name, lambda p=truth.path: Image.open(p), ["face"], boxes))
+    return samples
+
+
 def _detection_sets() -> dict[str, tuple[list[Sample], int]]:
     """name → (samples sorted by key, how many of the last ones are the fixed test set)."""
     people = load_dataset(DATASETS / "pedestrians-det" / "PennFudanPed", "pascal-v1")
     raccoons = load_dataset(DATASETS / "raccoon", "voc")
+    faces = sorted(_faces(), key=lambda s: s.key)
     return {
         "Penn-Fudan": (sorted(people, key=lambda s: s.key), 50),
         "plates": (sorted(_plates(), key=lambda s: s.key), 40),
         "raccoon": (sorted(raccoons, key=lambda s: s.key), 10),
+        "faces": (faces, len(faces) - 30),
     }
 
 
@@ -330,7 +361,7 @@ def _eager_classifier(trained: TrainResult) -> torch.nn.Module:
 
 def backbones_table() -> None:
     counts = [int(n) for n in os.environ.get("BENCH_DET_IMAGES", "30,15,1000").split(",")]
-    sets = os.environ.get("BENCH_DET_SETS", "plates,raccoon,Penn-Fudan").split(",")
+    sets = os.environ.get("BENCH_DET_SETS", "plates,raccoon,Penn-Fudan,faces").split(",")
     modes = os.environ.get("BENCH_DET_MODES", "regular").split(",")
     table = Table(title="Detection backbones, same run, step-capped (machine shared with other engineers)")
     for column in ("set", "mode", "backbone", "mAP@0.5 (fixed test)", "steps", "CPU", "wall", "serve p50", "load"):
