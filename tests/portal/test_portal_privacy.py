@@ -11,6 +11,7 @@ import httpx
 import pytest
 from tests.conftest import dataset_path
 from tests.portal.harness import TRAINING, Server, sign_in
+from tests.support.sdk_helpers import pennfudan_boxes
 
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed in the venv")
 from playwright.sync_api import Page, expect
@@ -61,3 +62,50 @@ def test_private_training_from_the_form_shows_epsilon_and_audit(
         headers=veil_server.admin_headers,
     ).json()
     assert report["differentialPrivacy"]["targetEpsilon"] == 8
+
+
+@pytest.fixture
+def people_project(veil_server: Server) -> Iterator[tuple[httpx.Client, str]]:
+    """A detection project (General: Lite0 FCOS) with 15 Penn-Fudan photos and their person boxes."""
+    client = httpx.Client(base_url=veil_server.url + TRAINING, headers=veil_server.admin_headers, timeout=60)
+    domains = client.get("/domains").json()
+    detection = next(d for d in domains if d["type"] == "ObjectDetection" and d["name"] == "General")
+    project_id = client.post("/projects", params={"name": "Portal people", "domainId": detection["id"]}).json()["id"]
+    tag_id = client.post(f"/projects/{project_id}/tags", params={"name": "person"}).json()["id"]
+    root = dataset_path("pedestrians-det") / "PennFudanPed"
+    for path in sorted((root / "PNGImages").glob("*.png"))[:15]:
+        _, _, boxes = pennfudan_boxes(root / "Annotation" / f"{path.stem}.txt")
+        uploaded = client.post(f"/projects/{project_id}/images", content=path.read_bytes()).json()
+        image_id = uploaded["images"][0]["image"]["id"]
+        regions = [
+            {"imageId": image_id, "tagId": tag_id, "left": x, "top": y, "width": w, "height": h} for x, y, w, h in boxes
+        ]
+        assert client.post(f"/projects/{project_id}/images/regions", json={"regions": regions}).status_code == 200
+    try:
+        yield client, project_id
+    finally:
+        client.delete(f"/projects/{project_id}")
+        client.close()
+
+
+def test_detection_form_offers_privacy_and_yolox_and_refuses_the_pair_in_one_line(
+    page: Page, veil_server: Server, people_project: tuple[httpx.Client, str], tagged_project: tuple[httpx.Client, str]
+) -> None:
+    """DP trains the default FCOS detector (tested through the API); YOLOX-Nano is a detection-only network choice,
+    and asking for both is refused with the server's one-line reason in the form, nothing queued."""
+    client, project_id = people_project
+    _, classifier_id = tagged_project
+    sign_in(page, veil_server, veil_server.admin_key)
+    page.locator("h1:has-text('Projects')").wait_for()
+    page.goto(f"{veil_server.url}/portal/#/projects/{classifier_id}/train")
+    expect(page.locator("#dp-toggle")).to_be_visible()
+    assert "yolox-nano" not in page.locator("select[name=backbone] option").evaluate_all("o => o.map(x => x.value)")
+
+    page.goto(f"{veil_server.url}/portal/#/projects/{project_id}/train")
+    expect(page.locator("#readiness")).to_contain_text("person: 15 image(s)")
+    page.select_option("select[name=backbone]", "yolox-nano")
+    page.check("#dp-toggle")
+    page.fill("#dp-epsilon", "8")
+    page.click("#train-button")
+    expect(page.locator("form.train-form")).to_contain_text("not available for yolox-nano", timeout=30_000)
+    assert client.get(f"/projects/{project_id}/iterations").json() == []

@@ -61,6 +61,8 @@ function renderTrainForm(panel, project, onStarted) {
     h("option", { value: "efficientnet-lite0" }, "EfficientNet-Lite0: fastest"),
     h("option", { value: "efficientnet-lite1" }, "EfficientNet-Lite1"),
     h("option", { value: "efficientnet-lite2" }, "EfficientNet-Lite2: most accurate"),
+    // Detection can start from the COCO-pretrained YOLOX-Nano shipped with Veil (best on people-like classes).
+    project.isDetection ? h("option", { value: "yolox-nano" }, "YOLOX-Nano: starts from a COCO detector") : null,
   );
   const force = h("input", { type: "checkbox", name: "forceTrain" });
   // Veil extension: differential privacy (classification, and detection with the EfficientNet-Lite FCOS detector):
