@@ -25,9 +25,14 @@ Detection rows (Penn-Fudan pedestrians, 60 training and 50 held-out images from 
 ε = 8, 3, 1 (`veil.vision.dp_detect`); mAP@0.5 on the held-out images and the detection audit (loss-threshold
 attack on the per-image fit, `membership.detection_fit`; no calibrated attack for detectors yet), with wall and CPU
 seconds of training. The DP settings were chosen on plates-det, not on Penn-Fudan.
+YOLOX-Nano rows (`_yolox_rows`, the same split and audit at 256 px): the COCO network with the closest-COCO class
+rows and no training (non-private: the rows are chosen from the training images exactly), then
+`veil.vision.dp_yolox` at ε = ∞ (same procedure, no noise, exact row choice), 8, 3, 1 (default settings; lr chosen
+on raccoon photos 1-50 by name, not on Penn-Fudan).
 
     make bench BENCH=privacy-training        # or: python -m bench privacy-training
     PRIVACY_BENCH_ROWS=advanced,detection python -m bench privacy-training   # only those row groups (or: detection)
+    PRIVACY_BENCH_ROWS=yolox python -m bench privacy-training                # the YOLOX-Nano DP rows only
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ ADVANCED_SECONDS = 180.0
 DETECTION_STEPS = 300  # the non-private detector's (batch 4: 20 epochs of 60 images)
 DETECTION_TRAIN = 60
 DETECTION_TEST = 50
-ROWS = set(os.environ.get("PRIVACY_BENCH_ROWS", "regular,advanced,detection").split(","))
+ROWS = set(os.environ.get("PRIVACY_BENCH_ROWS", "regular,advanced,detection,yolox").split(","))
 console = Console(width=200)  # the table is wide; keep it whole in logs and pipes
 
 
@@ -289,6 +294,81 @@ def _detection_rows() -> list[tuple[str, dict[str, object]]]:
     return rows
 
 
+def _penn_fudan_split() -> tuple[list[Sample], list[Sample]]:
+    """`_detection_rows`' split: a seeded shuffle of all 170 Penn-Fudan images, `DETECTION_TRAIN` / `DETECTION_TEST`."""
+    people = sorted(load_dataset(DATASETS / "pedestrians-det" / "PennFudanPed", "pascal-v1"), key=lambda s: s.key)
+    order = np.random.default_rng(SEED).permutation(len(people))
+    return [people[i] for i in order[:DETECTION_TRAIN]], [people[i] for i in order[-DETECTION_TEST:]]
+
+
+def _yolox_rows() -> list[tuple[str, dict[str, object]]]:
+    """Penn-Fudan as `_detection_rows`, YOLOX-Nano at 256 px: the untrained closest-COCO-row start, then
+    `veil.vision.dp_yolox` at ε = ∞, 8, 3, 1 (class convolutions only; default settings); held-out mAP@0.5 and
+    the loss-threshold audit on `membership.detection_fit`, every model scored as exported."""
+    import torch
+
+    from veil.vision import yolox
+    from veil.vision.dp_yolox import train_yolox_dp
+    from veil.vision.export import export_onnx
+    from veil.vision.metrics import Evaluation, performance
+    from veil.vision.runtime import load_model
+    from veil.vision.train import _detection_fit, _detection_item, _detection_result, _training_threads
+
+    training, test = _penn_fudan_split()
+    zero = (0.0, 0.0, 0.0)
+    info = ModelInfo(
+        "detect", ["person"], 256, 256, "letterbox", zero, (1.0, 1.0, 1.0), channel_order="BGR", nms_iou=0.5
+    )
+    items = [_detection_item(s, ["person"], 256)[0] for s in training]
+    torch.set_num_threads(_training_threads())
+    rows = []
+    for name, epsilon in (
+        (f"Penn-Fudan {DETECTION_TRAIN}, YOLOX-Nano COCO rows, no training (mAP)", math.inf),
+        (f"Penn-Fudan {DETECTION_TRAIN}, YOLOX-Nano class rows (mAP)", math.inf),
+        (f"Penn-Fudan {DETECTION_TRAIN}, YOLOX-Nano class rows (mAP)", 8.0),
+        (f"Penn-Fudan {DETECTION_TRAIN}, YOLOX-Nano class rows (mAP)", 3.0),
+        (f"Penn-Fudan {DETECTION_TRAIN}, YOLOX-Nano class rows (mAP)", 1.0),
+    ):
+        started, cpu = time.monotonic(), time.process_time()
+        torch.manual_seed(SEED)
+        spent = None
+        if "no training" in name:
+            net = yolox.pretrained_yolox_nano(1, items, info)
+        else:
+            budget = None if math.isinf(epsilon) else PrivacyBudget(epsilon)
+            delta = budget.delta_for(len(items)) if budget else 0.0
+            net, _, spent = train_yolox_dp(items, info, budget, delta, SEED)
+        model = load_model(export_onnx(yolox.YoloxExport(net, 256, 256), info, ["boxes", "scores"]))
+        trained, trained_cpu = time.monotonic() - started, time.process_time() - cpu
+        evaluation = Evaluation("detect", "holdout", ["person"], [_detection_result(model, s, 0) for s in test])
+        audit_started = time.monotonic()
+        fit = np.array([_detection_fit(model, s) for s in training + test])
+        members = list(range(len(training)))
+        report = membership.audit_detection(
+            [membership.ScoredTarget(fit, members, list(range(len(training), len(fit))))], SEED, audit_started
+        )
+        (loss,) = report.attacks
+        rows.append(
+            (
+                name,
+                {
+                    "epsilon": epsilon,
+                    "spent": spent,
+                    "accuracy": float(performance(evaluation).mean_average_precision),
+                    "loss": loss,
+                    "lira": loss,
+                    "iid": "—",
+                    "null": "—",
+                    "train_seconds": trained,
+                    "cpu_seconds": trained_cpu,
+                    "audit_seconds": report.seconds,
+                    "verdict": report.verdict,
+                },
+            )
+        )
+    return rows
+
+
 def _plot(results: dict[str, list[dict[str, object]]], path: Path = PLOT) -> None:
     import matplotlib
 
@@ -409,6 +489,9 @@ def main() -> None:
         _classification_rows(validation, table, results)
     if "detection" in ROWS:
         for name, row in _detection_rows():
+            _add(table, name, row)
+    if "yolox" in ROWS:
+        for name, row in _yolox_rows():
             _add(table, name, row)
     console.print(table)
     if results:  # a run without the Regular rows plots beside the full one rather than over it

@@ -17,8 +17,11 @@ images (and the audit's reference models too); they stay inside the project, vis
 the images themselves, and are not covered by ε. Advanced classification trains the same DP head on the
 Advanced network's embeddings (`veil.vision.dp_train.fine_tune_dp`; DP fine-tuning of its last stage was measured
 worse, see `DPFineTuneSettings`). Detection with the EfficientNet-Lite FCOS detector (the default) trains its
-feature pyramid and head by DP-SGD with a per-image loss, the trunk frozen (`veil.vision.dp_detect`); yolox-nano is
-refused (`UNSUPPORTED`). Every iteration, private or not, is audited for membership.
+feature pyramid and head by DP-SGD with a per-image loss, the trunk frozen (`veil.vision.dp_detect`); with
+yolox-nano asked for, only its three 1×1 class convolutions train by DP-SGD, from a COCO class row chosen by
+report-noisy-max, everything else COCO-pretrained and frozen (`veil.vision.dp_yolox`; far better with tens of
+images on COCO-like objects, useless on objects COCO's objectness misses: docs/BENCHMARKS.md). Every iteration,
+private or not, is audited for membership.
 """
 
 from __future__ import annotations
@@ -34,12 +37,6 @@ from veil.vision.membership import AuditReport
 ACCOUNTANTS = ("prv", "rdp")
 DEFAULT_ACCOUNTANT = "prv"
 DEFAULT_CLIP = 1.0
-UNSUPPORTED = (
-    "differential privacy is not available for yolox-nano detection: its SimOTA loss assigns anchors over the "
-    "whole batch and its batch norms train, so there is no per-image gradient to clip; use the default "
-    "efficientnet-lite backbone (FCOS), or train yolox-nano without DP"
-)
-DP_DETECTION_BACKBONES = ("yolox-nano",)  # detection backbones DP refuses (`UNSUPPORTED`)
 
 
 class PrivacyInputError(ValueError):
@@ -61,7 +58,9 @@ class PrivacyBudget:
         return float(f"{1.0 / (10 * max(images, 1)):.1g}")
 
     def validate(self, task: str, advanced: bool, images: int | None = None, backbone: str | None = None) -> None:
-        """Raise `PrivacyInputError` naming what is wrong and what to do (`backbone`: the one asked for, if any)."""
+        """Raise `PrivacyInputError` naming what is wrong and what to do (`backbone`: the one asked for, if any;
+        every detection backbone trains privately today: FCOS by `veil.vision.dp_detect`, yolox-nano by
+        `veil.vision.dp_yolox`)."""
         if not (self.epsilon > 0 and math.isfinite(self.epsilon)):
             raise PrivacyInputError(f"epsilon must be a positive number, got {self.epsilon:g}")
         if self.delta is not None and not (0 < self.delta < 1):
@@ -75,8 +74,6 @@ class PrivacyBudget:
             raise PrivacyInputError(f"unknown accountant {self.accountant!r}; use {' or '.join(ACCOUNTANTS)}")
         if not self.max_grad_norm > 0:
             raise PrivacyInputError(f"the clipping norm must be positive, got {self.max_grad_norm:g}")
-        if task == "detect" and backbone and backbone.lower().replace("_", "-") in DP_DETECTION_BACKBONES:
-            raise PrivacyInputError(UNSUPPORTED)
 
 
 @dataclass(frozen=True)

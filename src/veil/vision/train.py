@@ -672,7 +672,12 @@ def _train_detection(
     if spent is not None:
         # DP calibrates its noise for a step count fixed up front: it trains by steps, not by the clock
         settings["method"] = (
-            f"{_backbone(request)} (frozen, ImageNet) + FPN P3-P7 + FCOS head trained by DP-SGD, per-image loss "
+            "COCO-pretrained YOLOX-Nano (frozen), its three 1×1 class convolutions trained by DP-SGD from the "
+            "COCO class chosen by report-noisy-max, per-image loss with SimOTA targets fixed by the frozen network "
+            f"({spent.steps} steps, {spent.epochs:g} epochs over fixed flip/scale/colour views; "
+            "veil.vision.dp_yolox.DPYoloxSettings)"
+            if yolox
+            else f"{_backbone(request)} (frozen, ImageNet) + FPN P3-P7 + FCOS head trained by DP-SGD, per-image loss "
             f"({spent.steps} steps, {spent.epochs:g} epochs over fixed flip/scale/colour views; "
             "veil.vision.dp_detect.DPDetectionSettings)"
         )
@@ -755,9 +760,25 @@ def _fit_detector(
     delta: float | None = None,
 ) -> tuple[bytes, detect.DetectionHistory, PrivacySpent | None]:
     """Train one detector on `items` within `budget`; its exported ONNX graph (what gets scored and served).
-    With `request.privacy`, DP-SGD on the FPN + head (`veil.vision.dp_detect`) at `delta`: the graph, the history
-    and what was spent."""
+    With `request.privacy`, DP-SGD on the FPN + head (`veil.vision.dp_detect`), or on YOLOX-Nano's class
+    convolutions (`veil.vision.dp_yolox`), at `delta`: the graph, the history and what was spent."""
     torch.manual_seed(request.seed + seed_offset)
+    if _backbone(request) == "yolox-nano" and request.privacy is not None:
+        from veil.vision import yolox
+        from veil.vision.dp_yolox import train_yolox_dp
+
+        net, history, spent = train_yolox_dp(
+            items,
+            info,
+            request.privacy,
+            request.privacy.delta_for(len(items)) if delta is None else delta,
+            request.seed + seed_offset,
+            steps=budget.steps,
+            on_progress=on_fraction,
+            should_cancel=should_cancel,
+        )
+        export = yolox.YoloxExport(net, info.input_height, info.input_width)
+        return export_onnx(export, info, ["boxes", "scores"]), history, spent
     if _backbone(request) == "yolox-nano":
         from veil.vision import yolox
 

@@ -167,22 +167,28 @@ def closest_coco_classes(
     """Per project class, the COCO class the pretrained network (80 classes) gives its training boxes: the mean
     class probabilities of the anchors whose predicted box overlaps a box of that class (IoU ≥ 0.5), weighted by
     objectness, and their argmax; None for a class no anchor boxes (it starts fresh)."""
+    totals = sum((coco_class_totals(net, item, info, num_classes) for item in items), torch.zeros(num_classes, 1))
+    return [int(row.argmax()) if row.sum() > 0 else None for row in totals]
+
+
+def coco_class_totals(net: YoloxNet, item: DetectionItem, info: ModelInfo, num_classes: int) -> torch.Tensor:
+    """(num_classes, COCO classes): one image's share of `closest_coco_classes`' sums (each box of class c adds the
+    objectness-weighted mean class probabilities of the anchors boxing it; zero rows for classes it lacks)."""
     grid = Grid(info.input_height, info.input_width)
     totals = torch.zeros(num_classes, net.num_classes)
     was_training = net.training
     net.eval()
-    for item in items:
-        fitted, truth = letterboxed(item, info)
-        with torch.no_grad():
-            out = rows(net(torch.from_numpy(normalize(fitted, info))[None]))[0]
-        ious = box_iou(torch.from_numpy(truth).float(), grid.boxes(out[:, :4]))
-        for box, tag in enumerate(item.classes):
-            overlapping = ious[box] >= 0.5
-            if overlapping.any():
-                weight = out[overlapping, 4:5]
-                totals[int(tag)] += (weight * out[overlapping, 5:]).sum(0) / weight.sum().clamp(min=1e-6)
+    fitted, truth = letterboxed(item, info)
+    with torch.no_grad():
+        out = rows(net(torch.from_numpy(normalize(fitted, info))[None]))[0]
+    ious = box_iou(torch.from_numpy(truth).float(), grid.boxes(out[:, :4]))
+    for box, tag in enumerate(item.classes):
+        overlapping = ious[box] >= 0.5
+        if overlapping.any():
+            weight = out[overlapping, 4:5]
+            totals[int(tag)] += (weight * out[overlapping, 5:]).sum(0) / weight.sum().clamp(min=1e-6)
     net.train(was_training)
-    return [int(row.argmax()) if row.sum() > 0 else None for row in totals]
+    return totals
 
 
 def pretrained_yolox_nano(

@@ -65,7 +65,7 @@ function renderTrainForm(panel, project, onStarted) {
     project.isDetection ? h("option", { value: "yolox-nano" }, "YOLOX-Nano: starts from a COCO detector") : null,
   );
   const force = h("input", { type: "checkbox", name: "forceTrain" });
-  // Veil extension: differential privacy (classification, and detection with the EfficientNet-Lite FCOS detector):
+  // Veil extension: differential privacy (classification, and detection: FCOS by default, YOLOX-Nano's class rows):
   // DP-SGD whose ε bounds what the model can reveal about any one training image; δ is automatic (1/(10·N)).
   const private_ = h("input", { type: "checkbox", name: "privacy", id: "dp-toggle" });
   const epsilon = h("input", {
