@@ -41,6 +41,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -234,9 +235,8 @@ def _detection_rows() -> list[tuple[str, dict[str, object]]]:
     from veil.vision import detect
     from veil.vision.dp_detect import train_detector_dp
     from veil.vision.export import export_onnx
-    from veil.vision.metrics import Evaluation, performance
     from veil.vision.runtime import load_model
-    from veil.vision.train import _detection_fit, _detection_item, _detection_result, _training_threads
+    from veil.vision.train import _detection_item, _training_threads
 
     people = sorted(load_dataset(DATASETS / "pedestrians-det" / "PennFudanPed", "pascal-v1"), key=lambda s: s.key)
     order = np.random.default_rng(SEED).permutation(len(people))
@@ -265,32 +265,7 @@ def _detection_rows() -> list[tuple[str, dict[str, object]]]:
             _, spent = train_detector_dp(detector, items, info, budget, delta, SEED)
         model = load_model(export_onnx(detect.DetectorExport(detector, 256), info, ["boxes", "scores"]))
         trained, trained_cpu = time.monotonic() - started, time.process_time() - cpu
-        evaluation = Evaluation("detect", "holdout", ["person"], [_detection_result(model, s, 0) for s in test])
-        audit_started = time.monotonic()
-        fit = np.array([_detection_fit(model, s) for s in training + test])
-        members = list(range(len(training)))
-        report = membership.audit_detection(
-            [membership.ScoredTarget(fit, members, list(range(len(training), len(fit))))], SEED, audit_started
-        )
-        (loss,) = report.attacks
-        rows.append(
-            (
-                name,
-                {
-                    "epsilon": epsilon,
-                    "spent": spent,
-                    "accuracy": float(performance(evaluation).mean_average_precision),
-                    "loss": loss,
-                    "lira": loss,
-                    "iid": "—",
-                    "null": "—",
-                    "train_seconds": trained,
-                    "cpu_seconds": trained_cpu,
-                    "audit_seconds": report.seconds,
-                    "verdict": report.verdict,
-                },
-            )
-        )
+        rows.append((name, _detection_row(model, training, test, epsilon, spent, trained, trained_cpu)))
     return rows
 
 
@@ -310,9 +285,8 @@ def _yolox_rows() -> list[tuple[str, dict[str, object]]]:
     from veil.vision import yolox
     from veil.vision.dp_yolox import train_yolox_dp
     from veil.vision.export import export_onnx
-    from veil.vision.metrics import Evaluation, performance
     from veil.vision.runtime import load_model
-    from veil.vision.train import _detection_fit, _detection_item, _detection_result, _training_threads
+    from veil.vision.train import _detection_item, _training_threads
 
     training, test = _penn_fudan_split()
     zero = (0.0, 0.0, 0.0)
@@ -340,32 +314,7 @@ def _yolox_rows() -> list[tuple[str, dict[str, object]]]:
             net, _, spent = train_yolox_dp(items, info, budget, delta, SEED)
         model = load_model(export_onnx(yolox.YoloxExport(net, 256, 256), info, ["boxes", "scores"]))
         trained, trained_cpu = time.monotonic() - started, time.process_time() - cpu
-        evaluation = Evaluation("detect", "holdout", ["person"], [_detection_result(model, s, 0) for s in test])
-        audit_started = time.monotonic()
-        fit = np.array([_detection_fit(model, s) for s in training + test])
-        members = list(range(len(training)))
-        report = membership.audit_detection(
-            [membership.ScoredTarget(fit, members, list(range(len(training), len(fit))))], SEED, audit_started
-        )
-        (loss,) = report.attacks
-        rows.append(
-            (
-                name,
-                {
-                    "epsilon": epsilon,
-                    "spent": spent,
-                    "accuracy": float(performance(evaluation).mean_average_precision),
-                    "loss": loss,
-                    "lira": loss,
-                    "iid": "—",
-                    "null": "—",
-                    "train_seconds": trained,
-                    "cpu_seconds": trained_cpu,
-                    "audit_seconds": report.seconds,
-                    "verdict": report.verdict,
-                },
-            )
-        )
+        rows.append((name, _detection_row(model, training, test, epsilon, spent, trained, trained_cpu)))
     return rows
 
 
@@ -498,3 +447,33 @@ def main() -> None:
         path = PLOT if "regular" in ROWS else PLOT.with_name("privacy_training_advanced.png")
         _plot(results, path)
         console.print(f"plot: {path.relative_to(REPO)}")
+
+
+def _detection_row(
+    model: Any, training: list[Any], test: list[Any], epsilon: float, spent: Any, trained: float, trained_cpu: float
+) -> dict[str, Any]:
+    """One detection row: held-out mAP and the loss-threshold audit (members = `training`, non-members = `test`)."""
+    from veil.vision.metrics import Evaluation, performance
+    from veil.vision.train import _detection_fit, _detection_result
+
+    evaluation = Evaluation("detect", "holdout", ["person"], [_detection_result(model, s, 0) for s in test])
+    audit_started = time.monotonic()
+    fit = np.array([_detection_fit(model, s) for s in training + test])
+    members = list(range(len(training)))
+    report = membership.audit_detection(
+        [membership.ScoredTarget(fit, members, list(range(len(training), len(fit))))], SEED, audit_started
+    )
+    (loss,) = report.attacks
+    return {
+        "epsilon": epsilon,
+        "spent": spent,
+        "accuracy": float(performance(evaluation).mean_average_precision),
+        "loss": loss,
+        "lira": loss,
+        "iid": "—",
+        "null": "—",
+        "train_seconds": trained,
+        "cpu_seconds": trained_cpu,
+        "audit_seconds": report.seconds,
+        "verdict": report.verdict,
+    }

@@ -97,10 +97,39 @@ class PrivacySpent:
         return asdict(self)
 
 
-def _opacus_version() -> str:
+def opacus_version() -> str:
     import opacus
 
     return str(opacus.__version__)
+
+
+def spent_by_dp_sgd(
+    accountant_history: list[tuple[float, float, int]],
+    budget: PrivacyBudget,
+    delta: float,
+    noise_multiplier: float,
+    images: int,
+    mechanism: str,
+    extra_epsilon: float = 0.0,
+) -> PrivacySpent:
+    """What a DP-SGD run spent, read back from its Opacus accountant's history (one (σ, q) pair, counted once per
+    optimizer step taken). `mechanism` says what was trained; `extra_epsilon` is a share spent outside DP-SGD and
+    composed with it (dp_yolox's private choice of starting rows)."""
+    ((recorded_sigma, recorded_rate, recorded_steps),) = accountant_history
+    spent = epsilon_spent(budget.accountant, recorded_sigma, recorded_rate, recorded_steps, delta)
+    return PrivacySpent(
+        epsilon=round(float(spent) + extra_epsilon, 4),
+        delta=delta,
+        target_epsilon=budget.epsilon,
+        accountant=budget.accountant,
+        max_grad_norm=budget.max_grad_norm,
+        noise_multiplier=round(noise_multiplier, 5),
+        sample_rate=round(recorded_rate, 6),
+        steps=recorded_steps,
+        epochs=round(recorded_steps * recorded_rate, 2),
+        images=images,
+        mechanism=f"DP-SGD, per-image clipping, Poisson sampling (Opacus {opacus_version()}) {mechanism}",
+    )
 
 
 def noise_multiplier_for(budget: PrivacyBudget, delta: float, sample_rate: float, steps: int) -> float:

@@ -36,6 +36,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -45,8 +46,8 @@ from torchvision.models.detection import FCOS
 from veil.vision.backbone import FrozenRunner
 from veil.vision.classify import TrainingCancelled
 from veil.vision.detect import DetectionHistory, DetectionItem, augment, letterboxed
-from veil.vision.dp import PrivacyBudget, PrivacySpent, epsilon_spent, noise_multiplier_for
-from veil.vision.dp_train import _opacus_version, poisson_batch
+from veil.vision.dp import PrivacyBudget, PrivacySpent, noise_multiplier_for, spent_by_dp_sgd
+from veil.vision.dp_train import poisson_batch
 from veil.vision.runtime import ModelInfo, normalize
 
 
@@ -200,12 +201,81 @@ def train_detector_dp(
         levels = head.fpn(OrderedDict(zip(("c3", "c4", "c5"), bank.batch([0], [0]), strict=True)))
     per_level = [level.shape[2] * level.shape[3] for level in levels.values()]
     count = len(items)
+    run = private_steps(
+        head,
+        [p for p in head.parameters() if p.requires_grad],
+        count,
+        settings,
+        steps,
+        budget,
+        delta,
+        seed,
+        lambda model, images, views: per_image_losses(
+            detector, model(*bank.batch(images, views)), bank.targets(images, views), anchors, per_level
+        ),
+        on_progress,
+        should_cancel,
+    )
+    for parameter in detector.parameters():
+        parameter.grad_sample = None
+        parameter.grad = None
+    detector.eval()
+    run.history.seconds = time.monotonic() - started
+    if run.accountant_history is None or budget is None:
+        return run.history, None
+    return run.history, spent_by_dp_sgd(
+        run.accountant_history,
+        budget,
+        delta,
+        run.noise_multiplier,
+        count,
+        "on the feature pyramid and FCOS head, each image's loss normalised by its own boxes (the ImageNet trunk "
+        "frozen, batch norms in eval mode)",
+    )
+
+
+@dataclass
+class PrivateRun:
+    """What `private_steps` leaves: the history, σ, and the accountant's record (None when not private)."""
+
+    history: DetectionHistory
+    noise_multiplier: float
+    accountant_history: list[tuple[float, float, int]] | None
+
+
+class LoopSettings(Protocol):
+    """What `private_steps` reads of DPDetectionSettings / DPYoloxSettings."""
+
+    @property
+    def learning_rate(self) -> float: ...
+    @property
+    def views(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def epochs(self) -> float: ...
+
+
+def private_steps(
+    head: nn.Module,
+    trainable: list[nn.Parameter],
+    count: int,
+    settings: LoopSettings,
+    steps: int | None,
+    budget: PrivacyBudget | None,
+    delta: float,
+    seed: int,
+    batch_losses: Callable[[nn.Module, list[int], list[int]], torch.Tensor],
+    on_progress: Callable[[float], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> PrivateRun:
+    """The DP-SGD loop both detection modules share: Opacus (Poisson sampling, per-image clipping, seeded noise
+    for `budget`, or the same loop without it), a cosine learning rate over `steps`, one random fixed view per
+    sampled image, `batch_losses(model, images, views)` giving each image's own loss. `budget.epsilon` here is
+    the share DP-SGD may spend; `steps` fixes the step count (tests, benchmarks), else `settings.epochs` worth."""
     batch_size, sample_rate = poisson_batch(settings.batch_size, count)
     steps = steps if steps is not None else max(1, round(settings.epochs / sample_rate))
-    trainable = [p for p in head.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=settings.learning_rate)
-    view_choice = torch.Generator().manual_seed(seed + 2)
-    history = DetectionHistory(0, [], [], 0.0)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.arange(count)),
         batch_size=batch_size,
@@ -215,6 +285,8 @@ def train_detector_dp(
     sigma = 0.0
     engine = None
     model: nn.Module = head
+    history = DetectionHistory(0, [], [], 0.0)
+    view_choice = torch.Generator().manual_seed(seed + 2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # seeded noise on purpose (reproducible with --seed), as in fit_linear_dp
         if budget is not None:
@@ -240,14 +312,13 @@ def train_detector_dp(
                 views = torch.randint(0, settings.views, (len(images),), generator=view_choice).tolist()
                 optimizer.zero_grad()
                 if images:
-                    outputs = model(*bank.batch(images, views))
-                    loss = per_image_losses(detector, outputs, bank.targets(images, views), anchors, per_level)
+                    loss = batch_losses(model, images, views)
                     # Opacus' "mean" reduction: it rescales by the batch size to get each image's own gradient
                     (loss.sum() / len(images)).backward()
                     epoch_losses.append(float(loss.detach().mean()))
                 else:
                     # an empty Poisson batch still takes its noise-only step: skipping it would reveal that no
-                    # image was sampled (torchvision's head cannot run on zero images, so no forward pass)
+                    # image was sampled (the heads cannot run on zero images, so no forward pass)
                     for parameter in trainable:
                         parameter.grad_sample = torch.zeros(0, *parameter.shape)  # type: ignore[attr-defined]
                 optimizer.step()
@@ -260,31 +331,8 @@ def train_detector_dp(
             history.train_loss.append(float(np.mean(epoch_losses)) if epoch_losses else float("nan"))
             epoch_losses = []
         if engine is not None:
-            model.remove_hooks()  # type: ignore[operator]  # the head's modules are the exported detector's
-    for parameter in detector.parameters():
-        parameter.grad_sample = None
-        parameter.grad = None
-    detector.eval()
-    history.seconds = time.monotonic() - started
-    if engine is None or budget is None:
-        return history, None
-    ((recorded_sigma, recorded_rate, recorded_steps),) = engine.accountant.history
-    spent = epsilon_spent(budget.accountant, recorded_sigma, recorded_rate, recorded_steps, delta)
-    return history, PrivacySpent(
-        epsilon=round(float(spent), 4),
-        delta=delta,
-        target_epsilon=budget.epsilon,
-        accountant=budget.accountant,
-        max_grad_norm=budget.max_grad_norm,
-        noise_multiplier=round(sigma, 5),
-        sample_rate=round(recorded_rate, 6),
-        steps=recorded_steps,
-        epochs=round(recorded_steps * recorded_rate, 2),
-        images=count,
-        mechanism=f"DP-SGD, per-image clipping, Poisson sampling (Opacus {_opacus_version()}) on the feature "
-        "pyramid and FCOS head, each image's loss normalised by its own boxes (the ImageNet trunk frozen, batch "
-        "norms in eval mode)",
-    )
+            model.remove_hooks()  # type: ignore[operator]  # the head's modules are the exported network's
+    return PrivateRun(history, sigma, engine.accountant.history if engine is not None else None)
 
 
 def _cosine(optimizer: torch.optim.Optimizer, base: float, step: int, steps: int) -> None:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from veil.vision import classify
-from veil.vision.dp import PrivacyBudget, PrivacySpent, epsilon_spent, noise_multiplier_for
+from veil.vision.dp import PrivacyBudget, PrivacySpent, noise_multiplier_for, opacus_version, spent_by_dp_sgd
 
 if TYPE_CHECKING:
     from veil.vision.runtime import ModelInfo
@@ -42,12 +42,6 @@ class DPHyperparameters:
     batch_size: int = 256  # expected (Poisson) batch; capped at N so the sampling rate q ≤ 1 (full-batch DP-GD)
     learning_rate: float = 2.0
     momentum: float = 0.9
-
-
-def _opacus_version() -> str:
-    import opacus
-
-    return str(opacus.__version__)
 
 
 def poisson_batch(expected: int, images: int) -> tuple[int, float]:
@@ -144,24 +138,15 @@ def fit_linear_dp(
                 done += 1
                 if done >= steps:
                     break
-    # read back what the engine's accountant recorded: one (σ, q) pair, once per optimizer step taken
-    ((recorded_sigma, recorded_rate, recorded_steps),) = engine.accountant.history
-    spent = epsilon_spent(budget.accountant, recorded_sigma, recorded_rate, recorded_steps, delta)
     layer = nn.Linear(features.shape[-1], classes)
     layer.load_state_dict(head.linear.state_dict())
-    return layer, PrivacySpent(
-        epsilon=round(float(spent), 4),
-        delta=delta,
-        target_epsilon=budget.epsilon,
-        accountant=budget.accountant,
-        max_grad_norm=budget.max_grad_norm,
-        noise_multiplier=round(sigma, 5),
-        sample_rate=round(recorded_rate, 6),
-        steps=recorded_steps,
-        epochs=round(recorded_steps * recorded_rate, 2),
-        images=images,
-        mechanism=f"DP-SGD, per-image clipping, Poisson sampling (Opacus {_opacus_version()}) on a linear head "
-        "over frozen, L2-normalized embeddings",
+    return layer, spent_by_dp_sgd(
+        engine.accountant.history,
+        budget,
+        delta,
+        sigma,
+        images,
+        "on a linear head over frozen, L2-normalized embeddings",
     )
 
 
@@ -415,22 +400,14 @@ def fine_tune_dp(
         parameter.grad_sample = None  # type: ignore[attr-defined]
         parameter.grad = None
     network.eval()
-    ((recorded_sigma, recorded_rate, recorded_steps),) = engine.accountant.history
-    spent = epsilon_spent(budget.accountant, recorded_sigma, recorded_rate, recorded_steps, delta)
-    return PrivacySpent(
-        epsilon=round(float(spent), 4),
-        delta=delta,
-        target_epsilon=budget.epsilon,
-        accountant=budget.accountant,
-        max_grad_norm=budget.max_grad_norm,
-        noise_multiplier=round(sigma, 5),
-        sample_rate=round(recorded_rate, 6),
-        steps=recorded_steps,
-        epochs=round(recorded_steps * recorded_rate, 2),
-        images=count,
-        mechanism=f"DP-SGD, per-image clipping, Poisson sampling (Opacus {_opacus_version()}) fine-tuning the last "
-        "MBConv stage, the head convolution and the linear layer (batch norms folded and frozen, earlier layers "
-        "frozen ImageNet weights)",
+    return spent_by_dp_sgd(
+        engine.accountant.history,
+        budget,
+        delta,
+        sigma,
+        count,
+        "fine-tuning the last MBConv stage, the head convolution and the linear layer (batch norms folded and "
+        "frozen, earlier layers frozen ImageNet weights)",
     )
 
 
@@ -476,7 +453,7 @@ def _head_only(
     return PrivacySpent(
         **{
             **spent.to_dict(),
-            "mechanism": f"DP-SGD, per-image clipping, Poisson sampling (Opacus {_opacus_version()}) on the linear "
+            "mechanism": f"DP-SGD, per-image clipping, Poisson sampling (Opacus {opacus_version()}) on the linear "
             "layer over the network's L2-normalized embeddings (every convolution frozen: fine-tuning them "
             "privately was measured to cost accuracy at this data size)",
         }

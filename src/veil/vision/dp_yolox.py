@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -50,9 +49,8 @@ from torch import nn
 
 from veil.vision.classify import TrainingCancelled
 from veil.vision.detect import DetectionHistory, DetectionItem, augment, letterboxed
-from veil.vision.dp import PrivacyBudget, PrivacySpent, epsilon_spent, noise_multiplier_for
-from veil.vision.dp_detect import _cosine
-from veil.vision.dp_train import _opacus_version, poisson_batch
+from veil.vision.dp import PrivacyBudget, PrivacySpent, spent_by_dp_sgd
+from veil.vision.dp_detect import private_steps
 from veil.vision.runtime import ModelInfo, normalize
 from veil.vision.yolox import Grid, YoloxNet, closest_coco_classes, coco_class_totals, rows, simota
 
@@ -242,92 +240,43 @@ def train_yolox_dp(
     assert sum(sizes) == len(cells)
     head = ClassRows(net, sizes).train()
     count = len(items)
-    batch_size, sample_rate = poisson_batch(settings.batch_size, count)
-    steps = steps if steps is not None else max(1, round(settings.epochs / sample_rate))
-    trainable = list(head.parameters())
-    optimizer = torch.optim.Adam(trainable, lr=settings.learning_rate)
-    view_choice = torch.Generator().manual_seed(seed + 2)
-    history = DetectionHistory(0, [], [], 0.0)
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(torch.arange(count)),
-        batch_size=batch_size,
-        shuffle=budget is None,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    sigma = 0.0
-    engine = None
-    model: nn.Module = head
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # seeded noise on purpose (reproducible with --seed), as in dp_detect
-        if budget is not None:
-            from opacus import PrivacyEngine
+    # DP-SGD spends what the private choice of starting rows left
+    rest = dataclasses.replace(budget, epsilon=budget.epsilon - selection) if budget is not None else None
 
-            rest = dataclasses.replace(budget, epsilon=budget.epsilon - selection)
-            sigma = noise_multiplier_for(rest, delta, sample_rate, steps)
-            engine = PrivacyEngine(accountant=budget.accountant)
-            model, optimizer, loader = engine.make_private(
-                module=head,
-                optimizer=optimizer,
-                data_loader=loader,
-                noise_multiplier=sigma,
-                max_grad_norm=budget.max_grad_norm,
-                noise_generator=torch.Generator().manual_seed(seed + 1),
-            )
-        epoch_losses: list[float] = []
-        while history.iterations < steps:
-            for (chosen,) in loader:
-                if should_cancel and should_cancel():
-                    raise TrainingCancelled("training cancelled")
-                _cosine(optimizer, settings.learning_rate, history.iterations, steps)
-                images = [int(i) for i in chosen]
-                views = torch.randint(0, settings.views, (len(images),), generator=view_choice).tolist()
-                optimizer.zero_grad()
-                if images:
-                    features, targets, weights = bank.batch(images, views)
-                    loss = per_image_losses(model(features), targets, weights)
-                    # Opacus' "mean" reduction: it rescales by the batch size to get each image's own gradient
-                    (loss.sum() / len(images)).backward()
-                    epoch_losses.append(float(loss.detach().mean()))
-                else:
-                    # an empty Poisson batch still takes its noise-only step (skipping it would reveal it)
-                    for parameter in trainable:
-                        parameter.grad_sample = torch.zeros(0, *parameter.shape)  # type: ignore[attr-defined]
-                optimizer.step()
-                history.iterations += 1
-                if on_progress:
-                    on_progress(history.iterations / steps)
-                if history.iterations >= steps:
-                    break
-            history.epochs.append(len(history.epochs) + 1)
-            history.train_loss.append(float(np.mean(epoch_losses)) if epoch_losses else float("nan"))
-            epoch_losses = []
-        if engine is not None:
-            model.remove_hooks()  # type: ignore[operator]
+    def batch_losses(model: nn.Module, images: list[int], views: list[int]) -> torch.Tensor:
+        features, targets, weights = bank.batch(images, views)
+        return per_image_losses(model(features), targets, weights)
+
+    run = private_steps(
+        head,
+        list(head.parameters()),
+        count,
+        settings,
+        steps,
+        rest,
+        delta,
+        seed,
+        batch_losses,
+        on_progress,
+        should_cancel,
+    )
     head.write_back(net)
     net.eval()
-    history.seconds = time.monotonic() - started
-    if engine is None or budget is None:
-        return net, history, None
-    ((recorded_sigma, recorded_rate, recorded_steps),) = engine.accountant.history
-    spent = epsilon_spent(budget.accountant, recorded_sigma, recorded_rate, recorded_steps, delta)
+    run.history.seconds = time.monotonic() - started
+    if run.accountant_history is None or budget is None:
+        return net, run.history, None
     return (
         net,
-        history,
-        PrivacySpent(
-            epsilon=round(float(spent) + selection, 4),
-            delta=delta,
-            target_epsilon=budget.epsilon,
-            accountant=budget.accountant,
-            max_grad_norm=budget.max_grad_norm,
-            noise_multiplier=round(sigma, 5),
-            sample_rate=round(recorded_rate, 6),
-            steps=recorded_steps,
-            epochs=round(recorded_steps * recorded_rate, 2),
-            images=count,
-            mechanism=f"DP-SGD, per-image clipping, Poisson sampling (Opacus {_opacus_version()}) on YOLOX-Nano's "
-            f"three 1×1 class convolutions, started from the COCO class chosen by report-noisy-max (ε {selection:g} of "
-            "the total, composed); targets fixed per image by SimOTA on "
-            "the frozen network, each image's loss normalised by its own foreground count (every other COCO weight "
-            "frozen)",
+        run.history,
+        spent_by_dp_sgd(
+            run.accountant_history,
+            budget,
+            delta,
+            run.noise_multiplier,
+            count,
+            f"on YOLOX-Nano's three 1×1 class convolutions, started from the COCO class chosen by report-noisy-max "
+            f"(ε {selection:g} of the total, composed); targets fixed per image by SimOTA on the frozen network, "
+            "each image's loss normalised by its own foreground count (every other COCO weight frozen)",
+            extra_epsilon=selection,
         ),
     )

@@ -762,50 +762,49 @@ def _fit_detector(
     """Train one detector on `items` within `budget`; its exported ONNX graph (what gets scored and served).
     With `request.privacy`, DP-SGD on the FPN + head (`veil.vision.dp_detect`), or on YOLOX-Nano's class
     convolutions (`veil.vision.dp_yolox`), at `delta`: the graph, the history and what was spent."""
-    torch.manual_seed(request.seed + seed_offset)
-    if _backbone(request) == "yolox-nano" and request.privacy is not None:
-        from veil.vision import yolox
-        from veil.vision.dp_yolox import train_yolox_dp
-
-        net, history, spent = train_yolox_dp(
-            items,
-            info,
-            request.privacy,
-            request.privacy.delta_for(len(items)) if delta is None else delta,
-            request.seed + seed_offset,
-            steps=budget.steps,
-            on_progress=on_fraction,
-            should_cancel=should_cancel,
-        )
-        export = yolox.YoloxExport(net, info.input_height, info.input_width)
-        return export_onnx(export, info, ["boxes", "scores"]), history, spent
+    seed = request.seed + seed_offset
+    torch.manual_seed(seed)
+    privacy = request.privacy
     if _backbone(request) == "yolox-nano":
         from veil.vision import yolox
 
-        net = yolox.pretrained_yolox_nano(len(info.labels), items, info)
-        history = yolox.train_yolox(net, items, info, budget, request.seed + seed_offset, on_fraction, should_cancel)
+        spent = None
+        if privacy is not None:
+            from veil.vision.dp_yolox import train_yolox_dp
+
+            net, history, spent = train_yolox_dp(
+                items,
+                info,
+                privacy,
+                privacy.delta_for(len(items)) if delta is None else delta,
+                seed,
+                steps=budget.steps,
+                on_progress=on_fraction,
+                should_cancel=should_cancel,
+            )
+        else:
+            net = yolox.pretrained_yolox_nano(len(info.labels), items, info)
+            history = yolox.train_yolox(net, items, info, budget, seed, on_fraction, should_cancel)
         export = yolox.YoloxExport(net, info.input_height, info.input_width)
-        return export_onnx(export, info, ["boxes", "scores"]), history, None
+        return export_onnx(export, info, ["boxes", "scores"]), history, spent
     detector = detect.build_detector(pretrained_backbone(_backbone(request)), len(info.labels), info.input_width)
     spent = None
-    if request.privacy is not None:
+    if privacy is not None:
         from veil.vision.dp_detect import train_detector_dp
 
         history, spent = train_detector_dp(
             detector,
             items,
             info,
-            request.privacy,
-            request.privacy.delta_for(len(items)) if delta is None else delta,
-            request.seed + seed_offset,
+            privacy,
+            privacy.delta_for(len(items)) if delta is None else delta,
+            seed,
             steps=budget.steps,
             on_progress=on_fraction,
             should_cancel=should_cancel,
         )
     else:
-        history = detect.train_detector(
-            detector, items, info, budget, request.seed + seed_offset, on_fraction, should_cancel
-        )
+        history = detect.train_detector(detector, items, info, budget, seed, on_fraction, should_cancel)
     onnx_bytes = export_onnx(detect.DetectorExport(detector, info.input_width), info, ["boxes", "scores"])
     return onnx_bytes, history, spent
 
