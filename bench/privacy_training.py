@@ -26,20 +26,28 @@ Detection rows (Penn-Fudan pedestrians, 60 training and 50 held-out images from 
 attack on the per-image fit, `membership.detection_fit`; no calibrated attack for detectors yet), with wall and CPU
 seconds of training. The DP settings were chosen on plates-det, not on Penn-Fudan.
 YOLOX-Nano rows (`_yolox_rows`, the same split and audit at 256 px): the COCO network with the closest-COCO class
-rows and no training (non-private: the rows are chosen from the training images exactly), then
-`veil.vision.dp_yolox` at ε = ∞ (same procedure, no noise, exact row choice), 8, 3, 1 (default settings; lr chosen
-on raccoon photos 1-50 by name, not on Penn-Fudan).
+rows and no training (non-private: the rows are chosen from the training images exactly), the class rows alone at
+ε = 8 (the previous recipe), then `veil.vision.dp_yolox`'s default (class + objectness rows) at ε = ∞ (same
+procedure, no noise, exact row choice), 8, 3, 1. Faces rows (`_faces_rows`): the same on WIDER faces (bench/
+training.py's faces set), plus DP Lite0 FCOS at ε = 8. Both are report sets: the YOLOX settings were chosen on
+plates-det and raccoon photos 1-50 (`_yolox_tuning_rows`, group "yolox-tune", never part of the record).
+Every report row is merged into docs/privacy_training.json (a group measured again replaces its rows), and the
+plot is drawn from that record, so a partial run keeps the other groups' rows in the plot.
 
     make bench BENCH=privacy-training        # or: python -m bench privacy-training
     PRIVACY_BENCH_ROWS=advanced,detection python -m bench privacy-training   # only those row groups (or: detection)
-    PRIVACY_BENCH_ROWS=yolox python -m bench privacy-training                # the YOLOX-Nano DP rows only
+    PRIVACY_BENCH_ROWS=yolox,faces python -m bench privacy-training          # the YOLOX-Nano DP rows only
+    PRIVACY_BENCH_ROWS=yolox-tune PRIVACY_BENCH_TUNE=objectness:1e-3:1e-1 python -m bench privacy-training
+    PRIVACY_BENCH_ROWS=plot python -m bench privacy-training                 # redraw the plot from the record
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +67,8 @@ from veil.vision.variants import variant_named
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
 PLOT = REPO / "docs" / "privacy_training.png"
+RECORD = REPO / "docs" / "privacy_training.json"  # every report row the plot draws, as last measured (_save_record)
+MEASURED: list[tuple[str, dict[str, object]]] = []  # this run's rows, in order (filled by _add)
 EPSILONS = (math.inf, 8.0, 3.0, 1.0)
 TRAIN_IMAGES = 245  # the full ants/bees train split (the null model trains on train images outside the members)
 _TRAIN_EMBEDDINGS: list[np.ndarray] = []  # filled by main(): the full train split's embeddings, in split order
@@ -69,7 +79,7 @@ ADVANCED_SECONDS = 180.0
 DETECTION_STEPS = 300  # the non-private detector's (batch 4: 20 epochs of 60 images)
 DETECTION_TRAIN = 60
 DETECTION_TEST = 50
-ROWS = set(os.environ.get("PRIVACY_BENCH_ROWS", "regular,advanced,detection,yolox").split(","))
+ROWS = set(os.environ.get("PRIVACY_BENCH_ROWS", "regular,advanced,detection,yolox,faces").split(","))
 console = Console(width=200)  # the table is wide; keep it whole in logs and pipes
 
 
@@ -276,10 +286,91 @@ def _penn_fudan_split() -> tuple[list[Sample], list[Sample]]:
     return [people[i] for i in order[:DETECTION_TRAIN]], [people[i] for i in order[-DETECTION_TEST:]]
 
 
-def _yolox_rows() -> list[tuple[str, dict[str, object]]]:
-    """Penn-Fudan as `_detection_rows`, YOLOX-Nano at 256 px: the untrained closest-COCO-row start, then
-    `veil.vision.dp_yolox` at ε = ∞, 8, 3, 1 (class convolutions only; default settings); held-out mAP@0.5 and
-    the loss-threshold audit on `membership.detection_fit`, every model scored as exported."""
+def _yolox_info(tag: str) -> ModelInfo:
+    zero = (0.0, 0.0, 0.0)
+    return ModelInfo("detect", [tag], 256, 256, "letterbox", zero, (1.0, 1.0, 1.0), channel_order="BGR", nms_iou=0.5)
+
+
+def _yolox_rows() -> Iterator[tuple[str, dict[str, object]]]:
+    """Penn-Fudan as `_detection_rows`, YOLOX-Nano at 256 px: the untrained closest-COCO-row start, the class rows
+    alone at ε = 8 (the previous DP recipe), then `veil.vision.dp_yolox`'s defaults (class, objectness and box
+    1×1 convolutions) at ε = ∞, 8, 3, 1; held-out mAP@0.5 and the loss-threshold audit on
+    `membership.detection_fit`, every model scored as exported."""
+    training, test = _penn_fudan_split()
+    return _yolox_set_rows(f"Penn-Fudan {DETECTION_TRAIN}", "person", training, test)
+
+
+def _faces_split() -> tuple[list[Sample], list[Sample]]:
+    """WIDER FACE 20--Family_Group as bench/training.py's faces set: the first 30 by name trained, the rest held out."""
+    from bench.training import _detection_sets
+
+    faces, test_count = _detection_sets()["faces"]
+    return faces[: len(faces) - test_count], faces[len(faces) - test_count :]
+
+
+def _faces_rows() -> Iterator[tuple[str, dict[str, object]]]:
+    """WIDER faces (a class COCO lacks; never tuned on): the YOLOX-Nano rows of `_yolox_rows`, and DP Lite0 FCOS at
+    ε = 8 (`veil.vision.dp_detect`, default settings) for comparison."""
+    training, test = _faces_split()
+    name = f"WIDER faces {len(training)}"
+    yield from _yolox_set_rows(name, "face", training, test)
+    yield f"{name}, FCOS FPN+head (mAP)", _fcos_dp_row("face", training, test, 8.0)
+
+
+def _tuning_splits() -> dict[str, tuple[str, list[Sample], list[Sample]]]:
+    """The tuning sets: plates-det (a seeded shuffle of its 108 photos: 86 trained, 22 held out, as DP FCOS was
+    tuned) and raccoon photos 1-50 by name (train 1-30, score 31-50)."""
+    from bench.training import _plates
+
+    plates = sorted(_plates(), key=lambda s: s.key)
+    order = np.random.default_rng(SEED).permutation(len(plates))
+    raccoons = sorted(load_dataset(DATASETS / "raccoon", "voc"), key=lambda s: s.key)[:50]
+    return {
+        "plates-det 86": ("plate", [plates[i] for i in order[:86]], [plates[i] for i in order[86:]]),
+        "raccoons 30": ("raccoon", raccoons[:30], raccoons[30:50]),
+    }
+
+
+def _yolox_tuning_rows() -> Iterator[tuple[str, dict[str, object]]]:
+    """The YOLOX DP settings' choice at ε = 8 (`PRIVACY_BENCH_ROWS=yolox-tune`): which 1×1 convolutions train,
+    the class rows' Adam rate and the objectness/box rows' rate, on `_tuning_splits` only. `PRIVACY_BENCH_TUNE`
+    ("part:class rate:head rate[:epochs]", comma-separated) picks the settings."""
+    from veil.vision.dp_yolox import DPYoloxSettings
+
+    parts = {
+        "class": {"objectness": False, "boxes": False},
+        "objectness": {"objectness": True, "boxes": False},
+        "all": {"objectness": True, "boxes": True},
+    }
+    default = "class:1e-3:1e-3,objectness:1e-3:3e-2,objectness:1e-3:1e-1,objectness:1e-3:3e-1,all:1e-3:3e-2"
+    for name, (tag, training, test) in _tuning_splits().items():
+        for choice in os.environ.get("PRIVACY_BENCH_TUNE", default).split(","):
+            part, rate, head_rate, *epochs = choice.split(":")
+            settings = DPYoloxSettings(
+                learning_rate=float(rate),
+                head_learning_rate=float(head_rate),
+                epochs=int(epochs[0]) if epochs else DPYoloxSettings.epochs,
+                **parts[part],
+            )
+            label = f"{name}, YOLOX-Nano {choice} (mAP)"
+            yield label, _yolox_row(tag, training, test, 8.0, settings)
+
+
+def _yolox_set_rows(
+    name: str, tag: str, training: list[Sample], test: list[Sample]
+) -> Iterator[tuple[str, dict[str, object]]]:
+    from veil.vision.dp_yolox import DPYoloxSettings
+
+    class_only = DPYoloxSettings(objectness=False, boxes=False)
+    yield f"{name}, YOLOX-Nano COCO rows, no training (mAP)", _yolox_row(tag, training, test, math.inf, None)
+    yield f"{name}, YOLOX-Nano class rows only (mAP)", _yolox_row(tag, training, test, 8.0, class_only)
+    for epsilon in EPSILONS:
+        settings = DPYoloxSettings()
+        yield f"{name}, YOLOX-Nano class+objectness rows (mAP)", _yolox_row(tag, training, test, epsilon, settings)
+
+
+def _yolox_row(tag: str, training: list[Sample], test: list[Sample], epsilon: float, settings: Any) -> dict[str, Any]:
+    """One YOLOX-Nano row: `settings` None = the untrained closest-COCO start, else `train_yolox_dp` with them."""
     import torch
 
     from veil.vision import yolox
@@ -288,37 +379,124 @@ def _yolox_rows() -> list[tuple[str, dict[str, object]]]:
     from veil.vision.runtime import load_model
     from veil.vision.train import _detection_item, _training_threads
 
-    training, test = _penn_fudan_split()
-    zero = (0.0, 0.0, 0.0)
-    info = ModelInfo(
-        "detect", ["person"], 256, 256, "letterbox", zero, (1.0, 1.0, 1.0), channel_order="BGR", nms_iou=0.5
-    )
-    items = [_detection_item(s, ["person"], 256)[0] for s in training]
+    info = _yolox_info(tag)
+    items = [_detection_item(s, [tag], 256)[0] for s in training]
     torch.set_num_threads(_training_threads())
-    rows = []
-    for name, epsilon in (
-        (f"Penn-Fudan {DETECTION_TRAIN}, YOLOX-Nano COCO rows, no training (mAP)", math.inf),
-        (f"Penn-Fudan {DETECTION_TRAIN}, YOLOX-Nano class rows (mAP)", math.inf),
-        (f"Penn-Fudan {DETECTION_TRAIN}, YOLOX-Nano class rows (mAP)", 8.0),
-        (f"Penn-Fudan {DETECTION_TRAIN}, YOLOX-Nano class rows (mAP)", 3.0),
-        (f"Penn-Fudan {DETECTION_TRAIN}, YOLOX-Nano class rows (mAP)", 1.0),
-    ):
-        started, cpu = time.monotonic(), time.process_time()
-        torch.manual_seed(SEED)
-        spent = None
-        if "no training" in name:
-            net = yolox.pretrained_yolox_nano(1, items, info)
-        else:
-            budget = None if math.isinf(epsilon) else PrivacyBudget(epsilon)
-            delta = budget.delta_for(len(items)) if budget else 0.0
-            net, _, spent = train_yolox_dp(items, info, budget, delta, SEED)
-        model = load_model(export_onnx(yolox.YoloxExport(net, 256, 256), info, ["boxes", "scores"]))
-        trained, trained_cpu = time.monotonic() - started, time.process_time() - cpu
-        rows.append((name, _detection_row(model, training, test, epsilon, spent, trained, trained_cpu)))
-    return rows
+    started, cpu = time.monotonic(), time.process_time()
+    torch.manual_seed(SEED)
+    spent = None
+    if settings is None:
+        net = yolox.pretrained_yolox_nano(1, items, info)
+    else:
+        budget = None if math.isinf(epsilon) else PrivacyBudget(epsilon)
+        delta = budget.delta_for(len(items)) if budget else 0.0
+        net, _, spent = train_yolox_dp(items, info, budget, delta, SEED, settings=settings)
+    model = load_model(export_onnx(yolox.YoloxExport(net, 256, 256), info, ["boxes", "scores"]))
+    trained, trained_cpu = time.monotonic() - started, time.process_time() - cpu
+    return _detection_row(model, training, test, epsilon, spent, trained, trained_cpu, tag)
 
 
-def _plot(results: dict[str, list[dict[str, object]]], path: Path = PLOT) -> None:
+def _fcos_dp_row(tag: str, training: list[Sample], test: list[Sample], epsilon: float) -> dict[str, Any]:
+    """DP Lite0 FCOS (FPN + head, trunk frozen; `veil.vision.dp_detect` defaults) on one set, as `_detection_rows`."""
+    import torch
+
+    from veil.vision import detect
+    from veil.vision.dp_detect import train_detector_dp
+    from veil.vision.export import export_onnx
+    from veil.vision.runtime import load_model
+    from veil.vision.train import _detection_item, _training_threads
+
+    info = ModelInfo("detect", [tag], 256, 256, "letterbox", MEAN, STD, default_threshold=0.3, nms_iou=0.5)
+    items = [_detection_item(s, [tag], 256)[0] for s in training]
+    torch.set_num_threads(_training_threads())
+    started, cpu = time.monotonic(), time.process_time()
+    torch.manual_seed(SEED)
+    detector = detect.build_detector(pretrained_backbone("efficientnet-lite0"), 1, 256)
+    budget = PrivacyBudget(epsilon)
+    _, spent = train_detector_dp(detector, items, info, budget, budget.delta_for(len(items)), SEED)
+    model = load_model(export_onnx(detect.DetectorExport(detector, 256), info, ["boxes", "scores"]))
+    trained, trained_cpu = time.monotonic() - started, time.process_time() - cpu
+    return _detection_row(model, training, test, epsilon, spent, trained, trained_cpu, tag)
+
+
+def _recorded(name: str, row: dict[str, object]) -> dict[str, object]:
+    """One row as the plot's record keeps it: ε, accuracy or mAP, loss and calibrated attack AUC with their CIs."""
+    loss, lira = row["loss"], row["lira"]
+    return {
+        "epsilon": "inf" if math.isinf(float(row["epsilon"])) else float(row["epsilon"]),  # type: ignore[arg-type]
+        "accuracy": round(float(row["accuracy"]), 4),  # type: ignore[arg-type]
+        "loss": [round(x, 4) for x in (loss.auc.value, loss.auc.low, loss.auc.high)],  # type: ignore[attr-defined]
+        "calibrated": [round(x, 4) for x in (lira.auc.value, lira.auc.low, lira.auc.high)],  # type: ignore[attr-defined]
+    }
+
+
+def _save_record(rows: list[tuple[str, dict[str, object]]], path: Path = RECORD) -> dict[str, Any]:
+    """Merge this run's rows into the record (a group measured again replaces its old rows) and return it."""
+    record: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"groups": {}}
+    measured = f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, PRIVACY_BENCH_ROWS={','.join(sorted(ROWS))}"
+    fresh: dict[str, list[dict[str, object]]] = {}
+    for name, row in rows:
+        fresh.setdefault(name, []).append(_recorded(name, row))
+    for name, group_rows in fresh.items():
+        record["groups"][name] = {"measured": measured, "rows": group_rows}
+    path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    return record
+
+
+def _plot(record: dict[str, Any], path: Path = PLOT) -> None:
+    """Classification (top: accuracy; attack AUC, calibrated with its CI and loss) and detection (bottom: held-out
+    mAP; loss-attack AUC with its CI) against ε, from the record's groups (detection groups end in "(mAP)";
+    Advanced groups have their own plot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    order = ["inf", 8.0, 3.0, 1.0]
+    labels = ["∞", "8", "3", "1"]
+    groups = {n: g["rows"] for n, g in record["groups"].items() if "Advanced" not in n}
+    for name, rows in groups.items():
+        detection = name.endswith("(mAP)")
+        rows = sorted(rows, key=lambda r: order.index(r["epsilon"]))
+        x = [order.index(r["epsilon"]) for r in rows]
+        quality, attack = axes[1] if detection else axes[0]
+        label = name.removesuffix(" (mAP)")
+        style = {"marker": "o"} if len(rows) > 1 else {"marker": "s", "linestyle": "none"}
+        quality.plot(x, [r["accuracy"] for r in rows], label=label, **style)
+        shown = "loss" if detection else "calibrated"
+        attack.errorbar(
+            x,
+            [r[shown][0] for r in rows],
+            yerr=[[r[shown][0] - r[shown][1] for r in rows], [r[shown][2] - r[shown][0] for r in rows]],
+            capsize=3,
+            label=label if detection else f"{label} (LiRA)",
+            **style,
+        )
+        if not detection:
+            attack.plot(x, [r["loss"][0] for r in rows], linestyle=":", marker="x", label=f"{label} (loss)")
+    titles = (
+        ("validation accuracy", "Accuracy (ants/bees val, 153 images)", "Membership inference: train vs val"),
+        ("held-out mAP@0.5", "Detection: held-out mAP@0.5", "Detection: loss-threshold attack, train vs held-out"),
+    )
+    for (quality, attack), (ylabel, left_title, right_title) in zip(axes, titles, strict=True):
+        for axis in (quality, attack):
+            axis.set_xticks(range(4), labels)
+            axis.set_xlabel("ε")
+        quality.set_ylabel(ylabel)
+        quality.set_title(left_title)
+        attack.axhline(0.5, color="grey", linewidth=0.8)
+        attack.axhline(0.55, color="red", linewidth=0.8, linestyle="--", label="goal at ε = 8")
+        attack.set_ylabel("attack AUC (95 % bootstrap CI)")
+        attack.set_title(right_title)
+        quality.legend(fontsize=7)
+        attack.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def _plot_advanced(results: dict[str, list[dict[str, object]]], path: Path) -> None:
+    """The Advanced-only plot (accuracy and calibrated/loss attack AUC against ε), from this run's rows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -356,6 +534,7 @@ def _plot(results: dict[str, list[dict[str, object]]], path: Path = PLOT) -> Non
 
 
 def _add(table: Table, name: str, row: dict[str, object]) -> None:
+    MEASURED.append((name, row))
     spent, lira, loss, epsilon = row["spent"], row["lira"], row["loss"], float(row["epsilon"])  # type: ignore[arg-type]
     table.add_row(
         name,
@@ -415,6 +594,10 @@ def _classification_rows(validation: list[Sample], table: Table, results: dict[s
 
 
 def main() -> None:
+    if {"plot"} == ROWS:  # redraw the plot from the recorded rows only
+        _plot(json.loads(RECORD.read_text()))
+        console.print(f"plot: {PLOT.relative_to(REPO)} from {RECORD.relative_to(REPO)}")
+        return
     validation = _ants_bees("val")
     results: dict[str, list[dict[str, object]]] = {}
     table = Table(title="Private training · ants/bees (Lite2, val accuracy) · Penn-Fudan (Lite0 FCOS, held-out mAP)")
@@ -439,24 +622,36 @@ def main() -> None:
     if "detection" in ROWS:
         for name, row in _detection_rows():
             _add(table, name, row)
-    if "yolox" in ROWS:
-        for name, row in _yolox_rows():
-            _add(table, name, row)
+    for group, rows_of in (("yolox", _yolox_rows), ("faces", _faces_rows), ("yolox-tune", _yolox_tuning_rows)):
+        if group in ROWS:
+            for name, row in rows_of():
+                _add(table, name, row)
     console.print(table)
-    if results:  # a run without the Regular rows plots beside the full one rather than over it
-        path = PLOT if "regular" in ROWS else PLOT.with_name("privacy_training_advanced.png")
-        _plot(results, path)
+    if MEASURED and "yolox-tune" not in ROWS:  # tuning rows are not report rows: they stay out of the record
+        _plot(_save_record([(n, r) for n, r in MEASURED if "Advanced" not in n]))
+        console.print(f"record: {RECORD.relative_to(REPO)}; plot: {PLOT.relative_to(REPO)}")
+    advanced = {n: r for n, r in results.items() if "Advanced" in n}
+    if advanced:
+        path = PLOT.with_name("privacy_training_advanced.png")
+        _plot_advanced(advanced, path)
         console.print(f"plot: {path.relative_to(REPO)}")
 
 
 def _detection_row(
-    model: Any, training: list[Any], test: list[Any], epsilon: float, spent: Any, trained: float, trained_cpu: float
+    model: Any,
+    training: list[Any],
+    test: list[Any],
+    epsilon: float,
+    spent: Any,
+    trained: float,
+    trained_cpu: float,
+    tag: str = "person",
 ) -> dict[str, Any]:
     """One detection row: held-out mAP and the loss-threshold audit (members = `training`, non-members = `test`)."""
     from veil.vision.metrics import Evaluation, performance
     from veil.vision.train import _detection_fit, _detection_result
 
-    evaluation = Evaluation("detect", "holdout", ["person"], [_detection_result(model, s, 0) for s in test])
+    evaluation = Evaluation("detect", "holdout", [tag], [_detection_result(model, s, 0) for s in test])
     audit_started = time.monotonic()
     fit = np.array([_detection_fit(model, s) for s in training + test])
     members = list(range(len(training)))

@@ -535,19 +535,23 @@ def _class_rows(net: object) -> list[np.ndarray]:
     return [p.detach().numpy().copy() for p in net.class_parameters()]
 
 
-def test_yolox_dp_trains_only_the_class_rows_and_records_what_the_accountant_says() -> None:
+def test_yolox_dp_trains_only_the_class_and_objectness_rows_and_records_what_the_accountant_says() -> None:
     import torch
 
-    from veil.vision.dp_yolox import SELECTION_SHARE
+    from veil.vision.dp_yolox import SELECTION_SHARE, head_convs
     from veil.vision.yolox import YoloxNet
 
     net, _, spent = _yolox_fit(_people(30), PrivacyBudget(8.0), steps=20)
     coco = YoloxNet()
     assert isinstance(net, YoloxNet)
     trained, pretrained = net.state_dict(), coco.state_dict()
-    class_keys = {k for k in trained for name in net.class_convs if k.startswith(f"body.{name}.")}
-    assert len(class_keys) == 6  # three 1×1 convolutions: weight and bias
-    assert all(torch.equal(trained[k], pretrained[k]) for k in trained if k not in class_keys)  # all else frozen
+    convs = head_convs(net)
+    class_keys = {k for k in trained for name in convs.classes if k.startswith(f"body.{name}.")}
+    object_keys = {k for k in trained for name in convs.objectness if k.startswith(f"body.{name}.")}
+    assert len(class_keys) == len(object_keys) == 6  # three 1×1 convolutions each: weight and bias
+    assert all(not torch.equal(trained[k], pretrained[k]) for k in object_keys)  # objectness trained
+    frozen = [k for k in trained if k not in class_keys | object_keys]
+    assert all(torch.equal(trained[k], pretrained[k]) for k in frozen)  # all else (boxes included) frozen
     # the people's rows started from COCO's "person" (row 0) and moved
     rows = _class_rows(net)
     person = [p.detach().numpy()[:1] for p in coco.class_parameters()]
@@ -558,11 +562,13 @@ def test_yolox_dp_trains_only_the_class_rows_and_records_what_the_accountant_say
     # the recorded ε = the accountant's for the recorded (σ, q, steps) + the starting row's noisy-max share
     sgd = epsilon_spent("prv", spent.noise_multiplier, spent.sample_rate, spent.steps, spent.delta)
     assert spent.epsilon == pytest.approx(sgd + SELECTION_SHARE * 8.0, abs=0.02) and spent.epsilon <= 8.0
-    assert "class convolutions" in spent.mechanism and "noisy-max" in spent.mechanism
+    assert "class convolutions" in spent.mechanism and "objectness" in spent.mechanism
+    assert "noisy-max" in spent.mechanism
 
 
 def test_yolox_dp_with_a_huge_epsilon_reaches_the_noise_free_procedures_map() -> None:
-    # Penn-Fudan: 30 trained, 20 unseen, 256 px, 30 steps. Measured: no DP 0.968, ε = 10⁴ 0.969.
+    # Penn-Fudan: 30 trained, 20 unseen, 256 px, 30 steps. Measured (class rows only, before objectness trained):
+    # no DP 0.968, ε = 10⁴ 0.969.
     from veil.vision import yolox
     from veil.vision.export import export_onnx
 
@@ -610,3 +616,113 @@ def test_private_yolox_iteration_exports_its_record_as_served() -> None:
     metadata = {e.key: e.value for e in onnx.load_from_string(result.onnx).metadata_props}
     recorded = json.loads(metadata["veil.privacy"])["differential_privacy"]
     assert recorded["epsilon"] == spent.epsilon and "class convolutions" in recorded["mechanism"]
+
+
+def test_yolox_per_image_gradients_over_class_objectness_and_box_rows_are_each_images_own() -> None:
+    # The trained 1×1 convolutions (class, objectness and box rows; SimOTA targets fixed per view) must give
+    # Opacus per-sample gradients equal to each image trained alone — the objectness BCE runs over every anchor
+    # and the GIoU over the view's own foreground, each normalised by that view's own foreground count — and with
+    # σ = 0 and plain SGD the update must be −lr · Σ clip(g_i) / B exactly.
+    import torch
+    from opacus import PrivacyEngine
+
+    from veil.vision.dp_yolox import HeadRows, anchor_bank, per_image_losses
+    from veil.vision.train import _detection_item
+    from veil.vision.yolox import Grid, YoloxNet
+
+    size = 128
+    info = _yolox_info(size)
+    items = [_detection_item(s, ["person"], size)[0] for s in _people(5)]
+    net = YoloxNet()
+    net.replace_class_head(1, [0])
+    bank = anchor_bank(net, items, info, views=2, seed=0)
+    assert bank.foreground.any(-1).all() and bank.features.shape[-1] == 128  # 64 class + 64 regression inputs
+    grid = Grid(size, size)
+    head = HeadRows(net, [(size // s) ** 2 for s in (8, 16, 32)], objectness=True, boxes=True).train()
+    trained = [p for p in head.parameters() if p.requires_grad]
+    assert len(trained) == 18  # class, objectness and box convolutions at three levels: weight and bias
+
+    def losses(model: torch.nn.Module, images: list[int], views: list[int]) -> torch.Tensor:
+        batch = bank.batch(images, views)
+        return per_image_losses(model(batch[0]), grid, batch, objectness=True, boxes=True)
+
+    images, views = list(range(5)), [0, 1, 1, 0, 1]
+    own = []
+    for image, view in zip(images, views, strict=True):
+        head.zero_grad()
+        losses(head, [image], [view]).sum().backward()
+        own.append(torch.cat([p.grad.flatten() for p in trained]))  # type: ignore[union-attr]
+    # each group of rows gets a gradient (objectness and boxes are really trained)
+    assert all(float(g[-5 * 64 :].abs().sum()) > 0 for g in own)
+    norms = torch.stack(own).norm(dim=1)
+    clip = float(norms.median())
+    clipped = torch.stack([g * min(1.0, clip / float(g.norm())) for g in own])
+    start = [p.detach().clone() for p in trained]
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(5)), batch_size=5)
+    model, optimizer, _ = PrivacyEngine().make_private(
+        module=head,
+        optimizer=torch.optim.SGD(trained, lr=1.0),
+        data_loader=loader,
+        noise_multiplier=0.0,
+        max_grad_norm=clip,
+        poisson_sampling=False,
+    )
+    optimizer.zero_grad()
+    (losses(model, images, views).sum() / 5).backward()
+    optimizer.step()
+    update = torch.cat([(s - p.detach()).flatten() for s, p in zip(start, trained, strict=True)])
+    assert torch.allclose(update, clipped.sum(dim=0) / 5, atol=1e-5, rtol=1e-4)
+
+
+def _yolox_info(size: int) -> object:
+    from veil.vision.runtime import ModelInfo
+
+    return ModelInfo("detect", ["person"], size, size, "letterbox", (0.0,) * 3, (1.0,) * 3, channel_order="BGR")
+
+
+def test_private_start_row_is_the_closest_coco_row_at_a_large_epsilon() -> None:
+    from veil.vision.dp_yolox import noisy_max_rows, private_start_rows, row_votes
+    from veil.vision.train import _detection_item
+    from veil.vision.yolox import YoloxNet, closest_coco_classes
+
+    info = _yolox_info(YOLOX_INPUT)
+    items = [_detection_item(s, ["person"], YOLOX_INPUT)[0] for s in _people(3)]
+    net = YoloxNet()
+    exact = closest_coco_classes(net, items, info, 1)
+    assert exact == [0]  # people start from COCO's "person"
+    assert private_start_rows(net, items, info, 1, 1e4, seed=0) == exact
+    votes = row_votes(net, items, info, 1)
+    assert votes.sum() == 3 and votes.shape == (1, 81)  # one vote per image, 80 COCO rows + "fresh"
+    assert all(noisy_max_rows(votes, 1e4, seed) == exact for seed in range(50))
+
+
+def _noisy_max_wrong_rate(leader: float, others: int, scale: float) -> float:
+    """P(report-noisy-max misses the leader): the leader has `leader` votes, `others` counts have 0, every count
+    gets independent Laplace(scale) noise. P(right) = ∫ f(x) F(x + leader)^others dx (f, F: the Laplace density
+    and distribution), integrated numerically."""
+    x = np.linspace(-60 * scale, 60 * scale, 200_001)
+    density = np.exp(-np.abs(x) / scale) / (2 * scale)
+    shifted = x + leader
+    cdf = np.where(shifted < 0, 0.5 * np.exp(shifted / scale), 1 - 0.5 * np.exp(-shifted / scale))
+    return 1.0 - float(np.trapezoid(density * cdf**others, x))
+
+
+def test_report_noisy_max_is_wrong_at_the_rate_its_laplace_scale_gives() -> None:
+    # Votes as `row_votes` gives them for 5 images of one class that all vote "person" (81 counts: 80 COCO rows +
+    # "fresh"). At ε = 1 the noise scale is K/ε = 1: the expected miss rate is derived from the Laplace law
+    # (about 0.31), and 2000 seeded draws must match it within 4 binomial standard deviations.
+    from veil.vision.dp_yolox import noisy_max_rows
+
+    votes = np.zeros((1, 81))
+    votes[0, 0] = 5
+    epsilon, draws = 1.0, 2000
+    expected = _noisy_max_wrong_rate(5, 80, 1 / epsilon)
+    assert 0.2 < expected < 0.8  # a rate the test can tell apart from 0 and from 1
+    wrong = sum(noisy_max_rows(votes, epsilon, seed) != [0] for seed in range(draws)) / draws
+    assert abs(wrong - expected) < 4 * np.sqrt(expected * (1 - expected) / draws), (wrong, expected)
+    # two classes (K = 2) double the scale: more misses (about 0.85)
+    both = np.concatenate([votes, votes])
+    doubled = _noisy_max_wrong_rate(5, 80, 2 / epsilon)
+    wrong_first = sum(noisy_max_rows(both, epsilon, seed)[0] != 0 for seed in range(draws)) / draws
+    assert doubled > expected + 0.3
+    assert abs(wrong_first - doubled) < 4 * np.sqrt(doubled * (1 - doubled) / draws), (wrong_first, doubled)

@@ -258,7 +258,7 @@ class LoopSettings(Protocol):
 
 def private_steps(
     head: nn.Module,
-    trainable: list[nn.Parameter],
+    trainable: list[nn.Parameter] | list[tuple[list[nn.Parameter], float]],
     count: int,
     settings: LoopSettings,
     steps: int | None,
@@ -275,7 +275,9 @@ def private_steps(
     the share DP-SGD may spend; `steps` fixes the step count (tests, benchmarks), else `settings.epochs` worth."""
     batch_size, sample_rate = poisson_batch(settings.batch_size, count)
     steps = steps if steps is not None else max(1, round(settings.epochs / sample_rate))
-    optimizer = torch.optim.Adam(trainable, lr=settings.learning_rate)
+    # `lr_scale` per parameter group (default 1): parts that start far from their optimum may step faster
+    groups = [{"params": group, "lr_scale": scale} for group, scale in _groups(trainable)]
+    optimizer = torch.optim.Adam(groups, lr=settings.learning_rate)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.arange(count)),
         batch_size=batch_size,
@@ -319,7 +321,7 @@ def private_steps(
                 else:
                     # an empty Poisson batch still takes its noise-only step: skipping it would reveal that no
                     # image was sampled (the heads cannot run on zero images, so no forward pass)
-                    for parameter in trainable:
+                    for parameter in (p for group, _ in _groups(trainable) for p in group):
                         parameter.grad_sample = torch.zeros(0, *parameter.shape)  # type: ignore[attr-defined]
                 optimizer.step()
                 history.iterations += 1
@@ -335,8 +337,17 @@ def private_steps(
     return PrivateRun(history, sigma, engine.accountant.history if engine is not None else None)
 
 
+def _groups(
+    trainable: list[nn.Parameter] | list[tuple[list[nn.Parameter], float]],
+) -> list[tuple[list[nn.Parameter], float]]:
+    """`trainable` as (parameters, learning-rate scale) groups: a plain parameter list is one group at scale 1."""
+    if trainable and isinstance(trainable[0], tuple):
+        return [(list(group), float(scale)) for group, scale in trainable]
+    return [(list(trainable), 1.0)]  # type: ignore[arg-type]
+
+
 def _cosine(optimizer: torch.optim.Optimizer, base: float, step: int, steps: int) -> None:
     """Cosine decay over the fixed step count (data-independent, so free of privacy cost)."""
     factor = 0.5 * (1 + math.cos(math.pi * step / max(1, steps)))
     for group in optimizer.param_groups:
-        group["lr"] = base * max(factor, 0.01)
+        group["lr"] = base * group.get("lr_scale", 1.0) * max(factor, 0.01)

@@ -1,6 +1,6 @@
 """Differentially private detection with the COCO-pretrained YOLOX-Nano: DP-SGD on its three 1×1 class
-convolutions only (imports torch: training only). Types and accounting: `veil.vision.dp`; the FCOS counterpart:
-`veil.vision.dp_detect`.
+convolutions and three 1×1 objectness convolutions only (optionally its 1×1 box convolutions too; imports torch:
+training only). Types and accounting: `veil.vision.dp`; the FCOS counterpart: `veil.vision.dp_detect`.
 
     net, history, spent = train_yolox_dp(items, info, PrivacyBudget(8.0), delta=1e-3, seed=0)
 
@@ -8,7 +8,11 @@ Why this and not DP on the whole detector (issue 16): DP-SGD adds noise σ·C to
 signal is at most B clipped per-image gradients of norm C. The FCOS detector's FPN + head start random and have
 ~400k weights: at 60 images the noise swamps them (mAP 0 at ε = 8, docs/BENCHMARKS.md). YOLOX-Nano already
 detects (boxes, objectness and, via `closest_coco_classes`, the class rows) before any training, so training only
-the class convolutions — 3 × (64 + 1) × C weights — leaves the noise a few hundred coordinates to spread over.
+its last 1×1 convolutions — 3 × 65 × (C + 1) weights — leaves the noise a few hundred coordinates to spread over.
+Objectness trains too because the class rows alone cannot make YOLOX see a kind COCO's objectness misses
+(plates-det: 0.00 mAP with class rows only, 0.49 with objectness, ε = 8; docs/BENCHMARKS.md). The box
+convolutions (`DPYoloxSettings.boxes`, GIoU on the fixed foreground) helped without noise but lost to the
+objectness-only setting at ε = 8 on both tuning sets, so they stay frozen by default.
 
 What is private and why it is sound:
 
@@ -18,18 +22,22 @@ What is private and why it is sound:
   project's class count; Dwork & Roth 2014, claim 3.9: ε₀/K-DP per class, ε₀ over the K) picks the row.
   ε₀ = `SELECTION_SHARE` · ε; DP-SGD gets the rest, and the recorded ε is the sum (sequential composition).
 
-- Everything but the class convolutions is frozen (COCO weights, public; YOLOX's batch norms are folded into its
-  convolutions, so nothing has running statistics). The class convolutions' inputs, the boxes and the objectness
-  of `views` fixed views per image (flip, scale, placement, colour: per-image operations) are computed once.
+- Everything but the trained 1×1 convolutions is frozen (COCO weights, public; YOLOX's batch norms are folded into
+  its convolutions, so nothing has running statistics). Their inputs — 64 class-branch and 64 regression-branch
+  channels per anchor in YOLOX-Nano (the box and objectness convolutions read the same regression features) — and
+  the frozen boxes and objectness of `views` fixed views per image (flip, scale, placement, colour: per-image
+  operations) are computed once (`anchor_bank`, float16).
 - Each view's targets are computed once, from the frozen network: SimOTA (`yolox.simota`, the same assignment as
   non-private training) with the cost's class term from the starting rows × objectness — exactly what YOLOX's loss
   computes at its first step. Fixing them makes each image's loss a function of that image's features and the
-  class weights only (no other image, no moving assignment): a per-image-separable logistic regression.
-- The loss of one view: IoU-aware BCE on its foreground anchors (target one-hot × IoU, as YOLOX) plus BCE towards 0
-  on the other anchors weighted by their frozen objectness (served score = objectness × class, so a background
-  anchor matters as far as its objectness lets it show), divided by the view's own foreground count (≥ 1).
-  YOLOX's own class loss has no negatives because its objectness trains; here objectness is frozen, and the class
-  rows are the only way to lower a confident box of another kind (a car on a plate project).
+  trained weights only (no other image, no moving assignment).
+- The loss of one view, divided by the view's own foreground count (≥ 1): IoU-aware class BCE on its foreground
+  anchors (target one-hot × IoU, as YOLOX) plus BCE towards 0 on the other anchors weighted by their frozen
+  objectness (served score = objectness × class: the class rows are one way to lower a confident box of another
+  kind, a car on a plate project); objectness BCE over every anchor, SimOTA's foreground 1 and the rest 0 (as
+  YOLOX); with `boxes`, 5 · GIoU of the foreground's boxes against their matched boxes (as YOLOX).
+- Class rows start from a COCO row and learn at `learning_rate`; objectness (and box) rows must move far on a new
+  kind and learn at `head_learning_rate` (both Adam, one cosine schedule).
 - Poisson sampling, clipping to C, noise σ·C, σ from Opacus for the fixed step count, ε read back from the same
   accountant (`veil.vision.dp`), one view per sampled image per step, the empty batch's noise-only step — as
   `veil.vision.dp_detect`. Without a budget the same loop trains non-privately (the ε = ∞ reference).
@@ -46,13 +54,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torchvision.ops import generalized_box_iou_loss
 
 from veil.vision.classify import TrainingCancelled
 from veil.vision.detect import DetectionHistory, DetectionItem, augment, letterboxed
 from veil.vision.dp import PrivacyBudget, PrivacySpent, spent_by_dp_sgd
 from veil.vision.dp_detect import private_steps
 from veil.vision.runtime import ModelInfo, normalize
-from veil.vision.yolox import Grid, YoloxNet, closest_coco_classes, coco_class_totals, rows, simota
+from veil.vision.yolox import IOU_WEIGHT, Grid, YoloxNet, closest_coco_classes, coco_class_totals, rows, simota
 
 # Share of ε spent on choosing the starting rows. On Penn-Fudan-sized sets (tens of images with the class) the
 # right row leads the vote by tens of counts; 0.1 · ε leaves noise of scale 10·K at ε = 1.
@@ -61,43 +70,97 @@ SELECTION_SHARE = 0.1
 
 @dataclass(frozen=True)
 class DPYoloxSettings:
-    """DP-SGD settings of the class rows, reported on Penn-Fudan (docs/BENCHMARKS.md). plates-det, the set DP FCOS
-    was tuned on, scores 0 at every setting (YOLOX's frozen objectness misses plates), so the learning rate was
-    chosen on raccoon photos 1-50 by name (train 1-30, score 31-50, ε = 8): every rate within the noise of 20
-    photos; the smallest kept. Epochs and batch: `DPDetectionSettings`'."""
+    """DP-SGD settings of the trained 1×1 convolutions (docs/BENCHMARKS.md, "DP detection with YOLOX-Nano's
+    objectness"): tuned at ε = 8 on plates-det (a seeded shuffle, 86 trained / 22 held out, the sizes DP FCOS was
+    tuned at) and raccoon photos 1-50 by name (train 1-30, score 31-50); reported on Penn-Fudan and WIDER faces.
+    Epochs and batch: `DPDetectionSettings`'. mAP plates / raccoons at ε = 8 (class rate 1e-3 unless said):
+    class rows only 0.000 / 0.851; + objectness at 3e-2 0.381 / 0.923, 1e-1 **0.492 / 0.891**, 3e-1 0.460 / 0.803,
+    1e-1 over 60 epochs 0.429 / 0.899; class rows at the objectness rate too: 1e-2 0.267 / 0.839, 1e-1 0.435 /
+    0.859; + objectness and boxes at 3e-2 0.270 / 0.839 — 20-22 test photos each, so neighbours are within noise."""
 
     epochs: int = 30
     batch_size: int = 32  # expected (Poisson) batch; capped at N
-    # raccoons, mAP at ε = 8 / noise-free: 1e-3 0.851 / 0.839, 3e-3 0.839 / 0.830, 1e-2 0.810 / 0.834,
-    # 3e-2 0.862 / 0.828; the untrained start 0.851
-    learning_rate: float = 1e-3  # Adam
+    learning_rate: float = 1e-3  # Adam, class rows (they start from a COCO row: a small step keeps it)
+    head_learning_rate: float = 1e-1  # Adam, objectness (and box) convolutions: they must move far on a new kind
     views: int = 4  # fixed views per image (the first is the served letterbox, no augmentation)
+    objectness: bool = True  # train the three objectness convolutions (else frozen: class rows only)
+    boxes: bool = False  # train the three box-regression convolutions too (GIoU on the fixed foreground)
 
 
-class ClassRows(nn.Module):
-    """The trainable part: YOLOX's three 1×1 class convolutions as linear layers over each anchor's 64 inputs."""
+@dataclass(frozen=True)
+class HeadConvs:
+    """Names of YOLOX's per-level 1×1 prediction convolutions, stride 8 first. The box and objectness
+    convolutions read the same regression-branch features; the class convolutions the class branch's."""
 
-    def __init__(self, net: YoloxNet, per_level: Sequence[int]) -> None:
+    boxes: list[str]
+    objectness: list[str]
+    classes: list[str]
+
+
+def head_convs(net: YoloxNet) -> HeadConvs:
+    """Read the prediction convolutions off the cut graph's output node: (box, objectness, class) per level."""
+    output = next(node for node in net.body.graph.nodes if node.op == "output")
+    names = [str(node.target) for node in output.args[0]]
+    convs = HeadConvs(names[0::3], names[1::3], names[2::3])
+    assert convs.classes == net.class_convs
+    return convs
+
+
+def _linear(conv: nn.Module) -> nn.Linear:
+    assert isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.bias is not None
+    linear = nn.Linear(conv.in_channels, conv.out_channels)
+    with torch.no_grad():
+        linear.weight.copy_(conv.weight.flatten(1))
+        linear.bias.copy_(conv.bias)
+    return linear
+
+
+class HeadRows(nn.Module):
+    """The trainable part: YOLOX's 1×1 class convolutions — and, if asked, its objectness and box convolutions —
+    as linear layers over each anchor's 64 class-branch and 64 regression-branch inputs. Frozen parts are still
+    evaluated (their outputs enter the loss), with `requires_grad` off."""
+
+    def __init__(self, net: YoloxNet, per_level: Sequence[int], objectness: bool, boxes: bool) -> None:
         super().__init__()
-        self.levels = nn.ModuleList()
-        for name in net.class_convs:
-            conv = net.body.get_submodule(name)
-            assert isinstance(conv, nn.Conv2d) and conv.bias is not None
-            linear = nn.Linear(conv.in_channels, conv.out_channels)
-            with torch.no_grad():
-                linear.weight.copy_(conv.weight.flatten(1))
-                linear.bias.copy_(conv.bias)
-            self.levels.append(linear)
+        convs = head_convs(net)
+        self.classes = nn.ModuleList(_linear(net.body.get_submodule(n)) for n in convs.classes)
+        self.objectness = nn.ModuleList(_linear(net.body.get_submodule(n)) for n in convs.objectness)
+        self.boxes = nn.ModuleList(_linear(net.body.get_submodule(n)) for n in convs.boxes)
+        for group, trained in ((self.objectness, objectness), (self.boxes, boxes)):
+            for parameter in group.parameters():
+                parameter.requires_grad = trained
         self.per_level = list(per_level)
+        self.width = self.classes[0].in_features
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, A, 64) per-anchor inputs, levels in `rows` order → (B, A, C) class logits."""
-        parts = features.split(self.per_level, dim=1)
-        return torch.cat([linear(part) for linear, part in zip(self.levels, parts, strict=True)], dim=1)
+        """(B, A, 64 + 64) per-anchor class-branch and regression-branch inputs, levels in `rows` order →
+        (B, A, 4 + 1 + C): raw box regression, objectness logit, class logits (`rows(activated=False)`'s layout)."""
+        levels = []
+        for level, part in enumerate(features.split(self.per_level, dim=1)):
+            classes, regression = part[..., : self.width], part[..., self.width :]
+            levels.append(
+                torch.cat(
+                    [self.boxes[level](regression), self.objectness[level](regression), self.classes[level](classes)],
+                    dim=-1,
+                )
+            )
+        return torch.cat(levels, dim=1)
+
+    def groups(self, head_scale: float) -> list[tuple[list[nn.Parameter], float]]:
+        """The trained parameters as (parameters, learning-rate scale): class rows at 1, objectness and box
+        convolutions (if trained) at `head_scale`."""
+        others = [p for group in (self.objectness, self.boxes) for p in group.parameters() if p.requires_grad]
+        return [(list(self.classes.parameters()), 1.0)] + ([(others, head_scale)] if others else [])
 
     def write_back(self, net: YoloxNet) -> None:
-        """Copy the trained rows into the network's class convolutions (what gets exported)."""
-        for name, linear in zip(net.class_convs, self.levels, strict=True):
+        """Copy the trained rows into the network's convolutions (what gets exported)."""
+        convs = head_convs(net)
+        pairs = zip(
+            [*convs.boxes, *convs.objectness, *convs.classes],
+            [*self.boxes, *self.objectness, *self.classes],
+            strict=True,
+        )
+        for name, linear in pairs:
             conv = net.body.get_submodule(name)
             assert isinstance(conv, nn.Conv2d) and conv.bias is not None and isinstance(linear, nn.Linear)
             with torch.no_grad():
@@ -107,11 +170,14 @@ class ClassRows(nn.Module):
 
 @dataclass
 class AnchorBank:
-    """Every image's fixed views: class-conv inputs (float16), per-anchor class targets and loss weights."""
+    """Every image's fixed views: the prediction convolutions' inputs (float16) and the fixed SimOTA targets."""
 
-    features: np.ndarray  # (images, views, A, 64)
-    targets: np.ndarray  # (images, views, A, C)
-    weights: np.ndarray  # (images, views, A): 1 on foreground, objectness elsewhere, / foreground count
+    features: np.ndarray  # (images, views, A, 128): class-branch then regression-branch inputs
+    targets: np.ndarray  # (images, views, A, C): IoU-aware one-hot on the foreground
+    weights: np.ndarray  # (images, views, A): class-loss weight, 1 on foreground, objectness elsewhere, / fg count
+    foreground: np.ndarray  # (images, views, A) bool: SimOTA's foreground (objectness target 1)
+    boxes: np.ndarray  # (images, views, A, 4) float32: the matched box (xyxy input pixels) of foreground anchors
+    counts: np.ndarray  # (images, views): foreground count, at least 1 (each view's own normaliser)
 
     def batch(self, images: Sequence[int], views: Sequence[int]) -> tuple[torch.Tensor, ...]:
         index = (list(images), list(views))
@@ -119,6 +185,9 @@ class AnchorBank:
             torch.from_numpy(self.features[index].astype(np.float32)),
             torch.from_numpy(self.targets[index]),
             torch.from_numpy(self.weights[index]),
+            torch.from_numpy(self.foreground[index]),
+            torch.from_numpy(self.boxes[index]),
+            torch.from_numpy(self.counts[index]),
         )
 
 
@@ -134,16 +203,27 @@ def anchor_bank(
     grid = Grid(info.input_height, info.input_width)
     centres, strides = grid.centres(), grid.strides
     assert isinstance(strides, torch.Tensor)
-    captured: list[torch.Tensor] = []
-    hooks = [
-        net.body.get_submodule(name).register_forward_hook(lambda _m, args, _o: captured.append(args[0]))
-        for name in net.class_convs
-    ]
+    convs = head_convs(net)
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(name: str) -> Callable[..., None]:
+        def hook(_module: nn.Module, args: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
+            captured[name] = args[0]
+
+        return hook
+
+    # the box and objectness convolutions read the same tensor: capturing the objectness one's input suffices
+    watched = [*convs.classes, *convs.objectness]
+    hooks = [net.body.get_submodule(name).register_forward_hook(keep(name)) for name in watched]
     rng = np.random.default_rng(seed)
     anchors, classes = len(centres), net.num_classes
-    features = np.zeros((len(items), views, anchors, 64), dtype=np.float16)
+    width = net.body.get_submodule(convs.classes[0]).in_channels
+    features = np.zeros((len(items), views, anchors, 2 * width), dtype=np.float16)
     targets = np.zeros((len(items), views, anchors, classes), dtype=np.float32)
     weights = np.zeros((len(items), views, anchors), dtype=np.float32)
+    foreground = np.zeros((len(items), views, anchors), dtype=bool)
+    matched_boxes = np.zeros((len(items), views, anchors, 4), dtype=np.float32)
+    counts = np.ones((len(items), views), dtype=np.float32)
     net.eval()
     try:
         for index, item in enumerate(items):
@@ -162,7 +242,11 @@ def anchor_bank(
             captured.clear()
             with torch.no_grad():
                 raw = rows(net(torch.from_numpy(np.stack(canvases))), activated=False)
-            features[index] = torch.cat([level.flatten(2) for level in captured], dim=2).transpose(1, 2).numpy()
+            per_level = [
+                torch.cat([captured[c], captured[o]], dim=1).flatten(2)
+                for c, o in zip(convs.classes, convs.objectness, strict=True)
+            ]
+            features[index] = torch.cat(per_level, dim=2).transpose(1, 2).numpy()
             boxes = grid.boxes(raw[..., :4])
             objectness = raw[..., 4].sigmoid()
             probabilities = objectness[..., None] * raw[..., 5:].sigmoid()
@@ -179,16 +263,39 @@ def anchor_bank(
                 targets[index, view, chosen.numpy()] = (one_hot * ious[:, None]).numpy()
                 weights[index, view, chosen.numpy()] = 1.0
                 weights[index, view] /= len(chosen)
+                foreground[index, view, chosen.numpy()] = True
+                matched_boxes[index, view, chosen.numpy()] = placed_boxes[view][matched].numpy()
+                counts[index, view] = len(chosen)
     finally:
         for hook in hooks:
             hook.remove()
-    return AnchorBank(features, targets, weights)
+    return AnchorBank(features, targets, weights, foreground, matched_boxes, counts)
 
 
-def per_image_losses(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """(B,) each view's weighted class BCE (its weights already carry its own foreground normalisation)."""
-    bce = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(-1)
-    return (bce * weights).sum(-1)
+def per_image_losses(
+    outputs: torch.Tensor,
+    grid: Grid,
+    batch: Sequence[torch.Tensor],
+    objectness: bool = True,
+    boxes: bool = True,
+) -> torch.Tensor:
+    """(B,) each view's loss from its own targets only, normalised by its own foreground count: the class BCE
+    (`AnchorBank.weights`), + objectness BCE over every anchor (SimOTA's foreground 1, the rest 0) if trained,
+    + `IOU_WEIGHT` · GIoU of the foreground's decoded boxes against their matched boxes if trained."""
+    _, targets, weights, foreground, matched, counts = batch
+    bce = nn.functional.binary_cross_entropy_with_logits(outputs[..., 5:], targets, reduction="none").sum(-1)
+    loss = (bce * weights).sum(-1)
+    if objectness:
+        object_bce = nn.functional.binary_cross_entropy_with_logits(
+            outputs[..., 4], foreground.float(), reduction="none"
+        )
+        loss = loss + object_bce.sum(-1) / counts
+    if boxes and bool(foreground.any()):
+        view, anchor = foreground.nonzero(as_tuple=True)
+        decoded = grid.boxes(outputs[..., :4])[view, anchor]
+        giou = generalized_box_iou_loss(decoded, matched[view, anchor], reduction="none")
+        loss = loss + IOU_WEIGHT * torch.zeros_like(loss).index_add(0, view, giou) / counts
+    return loss
 
 
 def private_start_rows(
@@ -198,15 +305,32 @@ def private_start_rows(
     module docstring); None (the last candidate): start fresh. Without a budget (ε = ∞): `closest_coco_classes`."""
     if not np.isfinite(epsilon):
         return closest_coco_classes(net, items, info, num_classes)
-    coco = net.num_classes
-    votes = np.zeros((num_classes, coco + 1))  # the last column: "fresh", which no image votes for
+    return noisy_max_rows(row_votes(net, items, info, num_classes), epsilon, seed)
+
+
+def row_votes(net: YoloxNet, items: Sequence[DetectionItem], info: ModelInfo, num_classes: int) -> np.ndarray:
+    """(num_classes, COCO classes + 1) vote counts: each image votes, per class it has boxes of, for the COCO class
+    closest to its own boxes (`coco_class_totals`' argmax); the last column, "fresh", gets no votes."""
+    votes = np.zeros((num_classes, net.num_classes + 1))
     for item in items:
         totals = coco_class_totals(net, item, info, num_classes)
         for tag in range(num_classes):
             if totals[tag].sum() > 0:
                 votes[tag, int(totals[tag].argmax())] += 1
-    noisy = votes + np.random.default_rng(seed + 3).laplace(scale=num_classes / epsilon, size=votes.shape)
-    return [None if int(row.argmax()) == coco else int(row.argmax()) for row in noisy]
+    return votes
+
+
+def noisy_max_rows(votes: np.ndarray, epsilon: float, seed: int) -> list[int | None]:
+    """Report-noisy-max per class over `row_votes`: Laplace noise of scale K/ε (K = classes; one image changes
+    at most one count by 1 in each of its classes' rows) on every count, the argmax; None for the last ("fresh")."""
+    fresh = votes.shape[1] - 1
+    noisy = votes + np.random.default_rng(seed + 3).laplace(scale=len(votes) / epsilon, size=votes.shape)
+    return [None if int(row.argmax()) == fresh else int(row.argmax()) for row in noisy]
+
+
+def _trained_extra(settings: DPYoloxSettings) -> str:
+    parts = [name for name, on in (("objectness", settings.objectness), ("box", settings.boxes)) if on]
+    return f" and its 1×1 {' and '.join(parts)} convolutions" if parts else ""
 
 
 def train_yolox_dp(
@@ -238,18 +362,18 @@ def train_yolox_dp(
     assert isinstance(cells, torch.Tensor)
     sizes = [(info.input_height // s) * (info.input_width // s) for s in (8, 16, 32)]
     assert sum(sizes) == len(cells)
-    head = ClassRows(net, sizes).train()
+    head = HeadRows(net, sizes, settings.objectness, settings.boxes).train()
     count = len(items)
     # DP-SGD spends what the private choice of starting rows left
     rest = dataclasses.replace(budget, epsilon=budget.epsilon - selection) if budget is not None else None
 
     def batch_losses(model: nn.Module, images: list[int], views: list[int]) -> torch.Tensor:
-        features, targets, weights = bank.batch(images, views)
-        return per_image_losses(model(features), targets, weights)
+        batch = bank.batch(images, views)
+        return per_image_losses(model(batch[0]), grid, batch, settings.objectness, settings.boxes)
 
     run = private_steps(
         head,
-        list(head.parameters()),
+        head.groups(settings.head_learning_rate / settings.learning_rate),
         count,
         settings,
         steps,
@@ -274,9 +398,10 @@ def train_yolox_dp(
             delta,
             run.noise_multiplier,
             count,
-            f"on YOLOX-Nano's three 1×1 class convolutions, started from the COCO class chosen by report-noisy-max "
-            f"(ε {selection:g} of the total, composed); targets fixed per image by SimOTA on the frozen network, "
-            "each image's loss normalised by its own foreground count (every other COCO weight frozen)",
+            f"on YOLOX-Nano's three 1×1 class convolutions{_trained_extra(settings)}, class rows started from the "
+            f"COCO class chosen by report-noisy-max (ε {selection:g} of the total, composed); targets fixed per "
+            "image by SimOTA on the frozen network, each image's loss normalised by its own foreground count "
+            "(every other COCO weight frozen)",
             extra_epsilon=selection,
         ),
     )

@@ -672,8 +672,9 @@ def _train_detection(
     if spent is not None:
         # DP calibrates its noise for a step count fixed up front: it trains by steps, not by the clock
         settings["method"] = (
-            "COCO-pretrained YOLOX-Nano (frozen), its three 1×1 class convolutions trained by DP-SGD from the "
-            "COCO class chosen by report-noisy-max, per-image loss with SimOTA targets fixed by the frozen network "
+            "COCO-pretrained YOLOX-Nano (frozen), its 1×1 class and objectness convolutions trained by DP-SGD, "
+            "class rows from the COCO class chosen by report-noisy-max, per-image loss with SimOTA targets fixed "
+            "by the frozen network "
             f"({spent.steps} steps, {spent.epochs:g} epochs over fixed flip/scale/colour views; "
             "veil.vision.dp_yolox.DPYoloxSettings)"
             if yolox
@@ -760,8 +761,8 @@ def _fit_detector(
     delta: float | None = None,
 ) -> tuple[bytes, detect.DetectionHistory, PrivacySpent | None]:
     """Train one detector on `items` within `budget`; its exported ONNX graph (what gets scored and served).
-    With `request.privacy`, DP-SGD on the FPN + head (`veil.vision.dp_detect`), or on YOLOX-Nano's class
-    convolutions (`veil.vision.dp_yolox`), at `delta`: the graph, the history and what was spent."""
+    With `request.privacy`, DP-SGD on the FPN + head (`veil.vision.dp_detect`), or on YOLOX-Nano's 1×1 class and
+    objectness convolutions (`veil.vision.dp_yolox`), at `delta`: the graph, the history and what was spent."""
     seed = request.seed + seed_offset
     torch.manual_seed(seed)
     privacy = request.privacy
