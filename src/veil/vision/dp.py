@@ -18,9 +18,10 @@ the images themselves, and are not covered by ε. Advanced classification trains
 Advanced network's embeddings (`veil.vision.dp_train.fine_tune_dp`; DP fine-tuning of its last stage was measured
 worse, see `DPFineTuneSettings`). Detection with the EfficientNet-Lite FCOS detector (the default) trains its
 feature pyramid and head by DP-SGD with a per-image loss, the trunk frozen (`veil.vision.dp_detect`); with
-yolox-nano asked for, only its three 1×1 class convolutions train by DP-SGD, from a COCO class row chosen by
-report-noisy-max, everything else COCO-pretrained and frozen (`veil.vision.dp_yolox`; far better with tens of
-images on COCO-like objects, useless on objects COCO's objectness misses: docs/BENCHMARKS.md). Every iteration,
+yolox-nano asked for, only its three 1×1 class and three 1×1 objectness convolutions train by DP-SGD, the class
+rows from a COCO class row chosen by report-noisy-max, everything else COCO-pretrained and frozen
+(`veil.vision.dp_yolox`; far better with tens of images on COCO-like objects, weaker on plates, useless on small
+faces whose boxes the frozen network misses: docs/BENCHMARKS.md). Every iteration,
 private or not, is audited for membership.
 """
 
