@@ -1,7 +1,7 @@
 """YOLOX-Nano in PyTorch: weights read from the shipped ONNX file reproduce its outputs on real Penn-Fudan photos,
 the fine-tuning export equals the eager module through the one runtime path; yolox-nano is a detection-only choice;
-new classes start from the closest COCO class and pretrained weights learn at a tenth of the head's rate, which finds
-raccoons of the tuning split better than the old recipe (fresh head at the prior, pretrained weights at 0.3×) did."""
+new classes start from the closest COCO class and pretrained weights learn at 0.03 × the head's rate, which finds
+raccoons of the tuning split better than the earlier recipes (pretrained weights at 0.3 × and 0.1 ×) did."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from veil.vision.export import export_onnx
 from veil.vision.runtime import ModelInfo, load_model, preprocess
 from veil.vision.train import TrainRequest, _detection_item, train
 from veil.vision.yolox import (
+    PRETRAINED_LR_FACTOR,
     YOLOX_NANO_ONNX,
     YoloxExport,
     YoloxNet,
@@ -105,11 +106,12 @@ def test_new_classes_start_from_the_closest_coco_class(coco_net: YoloxNet, racco
     assert torch.allclose(tuned[:, 5], coco[:, 5], atol=1e-6)
 
 
-def test_pretrained_weights_move_a_tenth_as_fast_as_the_new_class_head(
+def test_pretrained_weights_move_at_their_fraction_of_the_class_heads_rate(
     coco_net: YoloxNet, raccoons: list[Sample]
 ) -> None:
     """AdamW moves a weight by about its learning rate a step: after 3 steps the pretrained weights have moved about
-    a tenth as far as the class convolutions (the old recipe: 0.3, which let the COCO boxes drift)."""
+    `PRETRAINED_LR_FACTOR` (0.03) as far as the class convolutions (earlier recipes: 0.3, then 0.1; both let the
+    COCO boxes drift)."""
     items = _items(_tuning_raccoons(raccoons)[:8], ["raccoon"])
     info = _yolox_info(["raccoon"])
     net = pretrained_yolox_nano(1, items, info)
@@ -120,13 +122,13 @@ def test_pretrained_weights_move_a_tenth_as_fast_as_the_new_class_head(
         moved[name.rsplit(".", 1)[0] in net.class_convs].append((parameter.detach() - start[name]).abs().flatten())
     head, pretrained = (float(torch.cat(moved[key]).median()) for key in (True, False))
     assert head > 0 and pretrained > 0
-    assert 0.05 <= pretrained / head <= 0.15, (pretrained, head)
+    assert 0.5 * PRETRAINED_LR_FACTOR <= pretrained / head <= 1.5 * PRETRAINED_LR_FACTOR, (pretrained, head)
 
 
 TUNING_STEPS = 200
 
 
-def test_fine_tuned_heads_find_raccoons_of_the_tuning_split_better_than_the_old_recipe(
+def test_fine_tuned_yolox_finds_raccoons_of_the_tuning_split_better_than_the_earlier_recipes(
     raccoons: list[Sample],
 ) -> None:
     """A class COCO has no box for: trained on raccoon photos 11-30 by name for 200 optimizer steps (step-capped:
@@ -146,10 +148,11 @@ def test_fine_tuned_heads_find_raccoons_of_the_tuning_split_better_than_the_old_
         )
     )
     assert result.settings["iterations"] == TUNING_STEPS
-    # Measured (2026-11-26, seed 0, step-capped so deterministic): 0.762 with this recipe, 43 CPU s; the old one
-    # (fresh class head at the 0.01 prior, pretrained weights at 0.3×) scored 0.633 here, its boxes drifting off
-    # raccoons the COCO model had boxed well. 10 photos, 10 boxes: the margin either side is about one box.
-    assert result.performance.mean_average_precision >= 0.70, result.performance
+    # Measured (2026-11-26, seed 0, step-capped so deterministic): 0.973 with pretrained weights at 0.03 × the
+    # head's rate; 0.762 at 0.1 × (the previous recipe, whose boxes drifted off raccoons the COCO model had boxed
+    # well: 0.839 here after 400 steps, 1.000 at 0.03 ×) and 0.633 for the first one (fresh class head, 0.3 ×).
+    # 10 photos, 10 boxes: one box is worth about 0.1, so 0.87 sits a box from either side.
+    assert result.performance.mean_average_precision >= 0.87, result.performance
 
 
 def test_exported_yolox_graph_matches_eager_within_1e_4() -> None:
@@ -183,6 +186,22 @@ def test_yolox_nano_is_a_detection_backbone_only(raccoons: list[Sample]) -> None
         train(TrainRequest("multilabel", tagged, backbone="yolox-nano"))
 
 
+def test_yolox_nano_is_the_detection_default_but_not_the_private_one() -> None:
+    """Issue 15's decision: detection starts from YOLOX-Nano unless a backbone is named; DP detection keeps its own
+    default (Lite0 FCOS); Custom Vision's detection domains train YOLOX-Nano but the compact ones (Core ML export)."""
+    from veil.vision.domains import DOMAINS
+    from veil.vision.dp import PrivacyBudget
+    from veil.vision.train import _backbone
+
+    assert _backbone(TrainRequest("detect", [])) == "yolox-nano"
+    assert _backbone(TrainRequest("detect", [], backbone="lite0")) == "efficientnet-lite0"
+    assert _backbone(TrainRequest("detect", [], privacy=PrivacyBudget(8.0))) == "efficientnet-lite0"
+    assert _backbone(TrainRequest("detect", [], privacy=PrivacyBudget(8.0), backbone="yolox-nano")) == "yolox-nano"
+    assert _backbone(TrainRequest("classify", [])) == "efficientnet-lite2"
+    assert {d.backbone for d in DOMAINS if d.is_detection and not d.exportable} == {"yolox-nano"}
+    assert {d.backbone for d in DOMAINS if d.is_detection and d.exportable} == {"efficientnet-lite0"}
+
+
 QUALITY_STEPS = 80
 
 
@@ -205,7 +224,7 @@ def test_fine_tuned_yolox_finds_the_raccoons_of_unseen_photos(raccoons: list[Sam
     )
     assert result.settings["iterations"] == QUALITY_STEPS and result.settings["max_steps"] == QUALITY_STEPS
     assert sorted(image.key for image in result.evaluation.images) == sorted(held_out)
-    # Measured (2026-11-26): the current recipe 0.750 with seed 0, 0.686-0.782 over seeds 0-2; the old recipe
-    # (fresh head, pretrained weights at 0.3×) 0.867 with seed 0, 0.657-0.867. A head that has not learned raccoons
+    # Measured (2026-11-26, seed 0): 0.986 with pretrained weights at 0.03 ×; 0.750 at 0.1 × (0.686-0.782 over
+    # seeds 0-2); the first recipe (fresh head, 0.3 ×) 0.867 (0.657-0.867). A head that has not learned raccoons
     # scores about 0.
     assert result.performance.mean_average_precision >= 0.5, result.performance

@@ -69,8 +69,8 @@ def train_command(
     backbone: Annotated[
         str | None,
         typer.Option(
-            help="lite0, lite1 or lite2; yolox-nano for detection (default: lite2 for classification, lite0 for "
-            "detection)."
+            help="lite0, lite1 or lite2; yolox-nano for detection (default: lite2 for classification, yolox-nano for "
+            "detection, lite0 for private detection)."
         ),
     ] = None,
     negative_tag: Annotated[str | None, typer.Option(help="Tag meaning 'none of the others'.")] = None,

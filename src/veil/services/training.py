@@ -45,7 +45,7 @@ from veil.store.records import (
     PrivacyRecord,
     PrivacyRequestRecord,
 )
-from veil.vision.variants import backbone_named
+from veil.vision.variants import DEFAULT_PRIVATE_DETECTION_BACKBONE, backbone_named
 
 if TYPE_CHECKING:
     pass
@@ -194,7 +194,7 @@ def start_training(ctx: AppContext, actor: Principal, project_id: str, options: 
         raise InvalidInput(str(exc)) from None
     with ctx.db.session() as session:
         project = get_project(session, project_id)
-        network = _network(project, backbone)
+        network = _network(project, backbone, private=options.privacy == "dp")
         running = session.scalar(
             select(func.count())
             .select_from(Iteration)
@@ -288,9 +288,10 @@ class _Network:
     exportable: bool
 
 
-def _network(project: Project, backbone: str | None) -> _Network:
+def _network(project: Project, backbone: str | None, private: bool = False) -> _Network:
     """What trains: the project's domain's network (veil.vision.domains), unless the caller named a backbone
-    (Veil's `backbone` extension), which then trains at its native side."""
+    (Veil's `backbone` extension), which then trains at its native side. Private detection without a named
+    backbone trains DP detection's default (Lite0 FCOS) at the domain's side."""
     domain = find_domain(project.domain_id)
     if domain is None:
         raise InvalidInput(
@@ -299,6 +300,8 @@ def _network(project: Project, backbone: str | None) -> _Network:
         )
     if backbone:
         return _Network(backbone, None, domain.exportable)
+    if private and domain.is_detection:
+        return _Network(DEFAULT_PRIVATE_DETECTION_BACKBONE, domain.input_size, domain.exportable)
     return _Network(domain.backbone, domain.input_size, domain.exportable)
 
 

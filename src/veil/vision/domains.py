@@ -9,7 +9,9 @@ Veil has no domain-specific pretrained weights: every domain starts from the sam
 Landmarks and Retail train like General (ImageNet's classes already cover dishes, buildings and clothing). What a
 domain changes is the network size and input side, chosen to honour what Azure promises for it:
 
-- General: the measured best classifier (Lite2 at 256 px, docs/BENCHMARKS.md); detection's measured Lite0 at 256.
+- General: the measured best classifier (Lite2 at 256 px, docs/BENCHMARKS.md); detection's measured best start,
+  COCO-pretrained YOLOX-Nano, at 256 (every non-compact detection domain trains YOLOX-Nano at its side; private
+  training and the compact detection domains: Lite0 FCOS, which converts to every export format).
 - General [A1] ("better accuracy, more training time"): the largest network at a larger side.
 - General [A2] ("better accuracy, faster inference than General"): Lite0 at 288 px (measured 0.954 on ants/bees,
   near Lite2's 0.967, with Lite0's speed).
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from veil.vision.export_formats import exportable_platforms
+from veil.vision.variants import DEFAULT_DETECTION_BACKBONE
 
 DomainType = Literal["Classification", "ObjectDetection"]
 CLASSIFICATION: DomainType = "Classification"
@@ -46,7 +49,7 @@ class Domain:
     name: str
     type: DomainType
     exportable: bool  # Azure's flag: True only for compact domains
-    backbone: str  # a key of veil.vision.variants.VARIANTS
+    backbone: str  # a key of veil.vision.variants.VARIANTS, or yolox-nano (detection)
     input_size: int  # the side Veil trains and serves at (a multiple of 32)
     description: str
     enabled: bool = True
@@ -70,6 +73,10 @@ def _detector(domain_id: str, name: str, backbone: str, size: int, description: 
 
 
 _LITE0, _LITE1, _LITE2 = "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"
+# COCO-pretrained YOLOX-Nano (issue 15); DP detection: Lite0 FCOS. Compact (exportable) detection domains stay on
+# Lite0 FCOS: a YOLOX graph does not convert to Core ML yet (onnx2torch has no SpaceToDepth), and Azure's formats
+# are what compact domains are for.
+_DETECTOR = DEFAULT_DETECTION_BACKBONE
 
 # Azure's order (GetDomains lists classification first, then detection).
 DOMAINS: tuple[Domain, ...] = (
@@ -127,13 +134,13 @@ DOMAINS: tuple[Domain, ...] = (
         "A larger, more accurate compact classifier; exportable.",
     ),
     _detector(
-        "da2e3a8a-40a5-4171-82f4-58522f70fbc1", "General", _LITE0, 256, "A broad range of object detection tasks."
+        "da2e3a8a-40a5-4171-82f4-58522f70fbc1", "General", _DETECTOR, 256, "A broad range of object detection tasks."
     ),
-    _detector("1d8ffafe-ec40-4fb2-8f90-72b3b6cecea4", "Logo", _LITE0, 320, "Brand logos in images."),
+    _detector("1d8ffafe-ec40-4fb2-8f90-72b3b6cecea4", "Logo", _DETECTOR, 320, "Brand logos in images."),
     _detector(
         "3780a898-81c3-4516-81ae-3a139614e1f3",
         "Products on shelves",
-        _LITE0,
+        _DETECTOR,
         320,
         "Detecting and classifying products on shelves.",
     ),
@@ -154,7 +161,7 @@ DOMAINS: tuple[Domain, ...] = (
     _detector(
         "9c616dff-2e7d-ea11-af59-1866da359ce6",
         "General [A1]",
-        _LITE0,
+        _DETECTOR,
         320,
         "More accurate region locations; longer training.",
     ),

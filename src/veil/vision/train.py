@@ -52,7 +52,13 @@ from veil.vision.export import ModelCard, add_metadata, export_onnx, make_bundle
 from veil.vision.metrics import Evaluation, ImageResult, Performance, ScoredBox, performance
 from veil.vision.plots import pr_curve_png, training_curve_png
 from veil.vision.runtime import ExportedModel, ModelInfo, load_model
-from veil.vision.variants import DEFAULT_VARIANT, backbone_named, variant_named
+from veil.vision.variants import (
+    DEFAULT_DETECTION_BACKBONE,
+    DEFAULT_PRIVATE_DETECTION_BACKBONE,
+    DEFAULT_VARIANT,
+    backbone_named,
+    variant_named,
+)
 
 __all__ = [
     "InvalidDataset",
@@ -72,10 +78,13 @@ REGULAR_DETECTION_MINUTES = 3.0
 DEFAULT_ADVANCED_MINUTES = 10.0
 # Classification embeds each image once, so the larger Lite2 costs seconds and buys accuracy (ants/bees:
 # 0.967 vs Lite0's 0.948; re-checked by cross-validation on the train split: within noise of the best) while
-# serving stays under 15 ms. Detection stays on Lite0 FCOS: the COCO-pretrained `yolox-nano` (recipe tuned on
-# training photos only) scored equal on plates and 0.20 mAP@0.5 lower on raccoons at 30 images and equal compute,
-# better on people and faces (docs/BENCHMARKS.md, issue 15).
-DEFAULT_BACKBONE = {"classify": "efficientnet-lite2", "multilabel": "efficientnet-lite2", "detect": DEFAULT_VARIANT}
+# serving stays under 15 ms. Detection starts from the COCO-pretrained `yolox-nano`
+# (variants.DEFAULT_DETECTION_BACKBONE; private detection keeps Lite0 FCOS unless asked otherwise).
+DEFAULT_BACKBONE = {
+    "classify": "efficientnet-lite2",
+    "multilabel": "efficientnet-lite2",
+    "detect": DEFAULT_DETECTION_BACKBONE,
+}
 DETECTION_SCORE_FLOOR = 0.05
 DETECTION_KFOLD_BELOW = 40  # fewer images: a 20 % holdout would score fewer than 8
 DETECTION_FOLDS = 3  # held-out boxes kept down to this score so AP covers the whole PR curve
@@ -94,7 +103,7 @@ class TrainRequest:
     selected_tags: list[str] | None = None
     negative_tag: str | None = None
     backbone: str | None = (
-        None  # efficientnet-lite0|1|2, yolox-nano (detect); None: the task's default (DEFAULT_BACKBONE)
+        None  # efficientnet-lite0|1|2, yolox-nano (detect); None: the task's default (DEFAULT_BACKBONE; DP: lite0)
     )
     input_size: int | None = None
     name: str = "veil-model"
@@ -172,8 +181,11 @@ def _has_negative(request: TrainRequest) -> bool:
 
 
 def _backbone(request: TrainRequest) -> str:
-    """The backbone's full name: the request's, else the task's default."""
-    return backbone_named(request.backbone or DEFAULT_BACKBONE.get(request.task, DEFAULT_VARIANT), request.task)
+    """The backbone's full name: the request's, else the task's default (private detection: its own)."""
+    default = DEFAULT_BACKBONE.get(request.task, DEFAULT_VARIANT)
+    if request.privacy is not None and request.task == "detect":
+        default = DEFAULT_PRIVATE_DETECTION_BACKBONE
+    return backbone_named(request.backbone or default, request.task)
 
 
 def _validate(request: TrainRequest, labels: list[str]) -> list[Sample]:
@@ -657,7 +669,7 @@ def _train_detection(
         "mode": "advanced" if request.advanced else "regular",
         "method": (
             "COCO-pretrained YOLOX-Nano, class head started from the closest COCO class, pretrained weights at "
-            "0.1 × its learning rate, SimOTA loss (flip, scale and colour jitter)"
+            f"{_yolox_lr_factor()} × its learning rate, SimOTA loss (flip, scale and colour jitter)"
             if yolox
             else f"{_backbone(request)} + FPN P3-P7 + FCOS head (flip, scale and colour jitter)"
         ),
@@ -737,6 +749,13 @@ def _detection_fit(model: ExportedModel, sample: Sample) -> float:
     return membership.detection_fit(
         truth, [b.tag for b in sample.boxes], np.asarray(detections.xyxy), np.asarray(detections.confidence), names
     )
+
+
+def _yolox_lr_factor() -> float:
+    """The rate of YOLOX-Nano's pretrained weights relative to its class head (imported late: onnx2torch)."""
+    from veil.vision.yolox import PRETRAINED_LR_FACTOR
+
+    return PRETRAINED_LR_FACTOR
 
 
 def _detection_budget(request: TrainRequest) -> detect.TrainingBudget:

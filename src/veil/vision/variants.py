@@ -76,6 +76,11 @@ def variant_named(name: str) -> Variant:
 
 # Detection may also start from a COCO-pretrained detector (veil.vision.yolox) instead of a classification backbone.
 DETECTOR_BACKBONES = ("yolox-nano",)
+# The detection default: COCO-pretrained YOLOX-Nano, not worse than Lite0 FCOS on any report set at 30 images and
+# equal compute and better on people and faces (issue 15, docs/BENCHMARKS.md). Private (DP) detection keeps Lite0
+# FCOS unless a backbone is named: that default belongs to DP detection's own measurements (veil.vision.dp_detect).
+DEFAULT_DETECTION_BACKBONE = "yolox-nano"
+DEFAULT_PRIVATE_DETECTION_BACKBONE = DEFAULT_VARIANT
 
 
 def backbone_named(name: str, task: str | None = None) -> str:

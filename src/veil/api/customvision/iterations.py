@@ -42,7 +42,8 @@ def train_project(
         None,
         description=(
             "Veil extension: efficientnet-lite0, -lite1 or -lite2; yolox-nano (detection: COCO-pretrained "
-            "detector) (default: the task's choice)"
+            "detector, the detection default; privacy=dp detection defaults to efficientnet-lite0) (default: the "
+            "project's domain's)"
         ),
     ),
     parameters: TrainingParametersIn | None = Body(None),

@@ -57,11 +57,12 @@ function renderTrainForm(panel, project, onStarted) {
   const backbone = h(
     "select",
     { name: "backbone", "aria-label": "Network" },
-    h("option", { value: "" }, project.isDetection ? "Veil's choice (EfficientNet-Lite0)" : "Veil's choice (EfficientNet-Lite2)"),
+    // Detection's default is YOLOX-Nano; private detection (DP) keeps EfficientNet-Lite0 FCOS unless one is chosen.
+    h("option", { value: "" }, project.isDetection ? "Veil's choice (YOLOX-Nano; private: EfficientNet-Lite0)" : "Veil's choice (EfficientNet-Lite2)"),
     h("option", { value: "efficientnet-lite0" }, "EfficientNet-Lite0: fastest"),
     h("option", { value: "efficientnet-lite1" }, "EfficientNet-Lite1"),
     h("option", { value: "efficientnet-lite2" }, "EfficientNet-Lite2: most accurate"),
-    // Detection can start from the COCO-pretrained YOLOX-Nano shipped with Veil (best on people-like classes).
+    // Detection starts from the COCO-pretrained YOLOX-Nano shipped with Veil (issue 15: the measured default).
     project.isDetection ? h("option", { value: "yolox-nano" }, "YOLOX-Nano: starts from a COCO detector") : null,
   );
   const force = h("input", { type: "checkbox", name: "forceTrain" });
