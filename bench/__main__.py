@@ -19,6 +19,7 @@ BENCHMARKS: list[str] = [
     "training",
     "scale",
     "privacy-training",
+    "detection-audit",
     "exports",
     "suggestions",
     "soak",

@@ -96,9 +96,11 @@ def test_detection_iteration_is_audited_for_membership(trained: TrainResult) -> 
     assert trained.privacy is not None and trained.privacy.differential_privacy is None
     audit = trained.privacy.audit
     assert audit is not None and (audit.members, audit.non_members) == (32, 8)
-    (attack,) = audit.attacks
+    attack, calibrated = audit.attacks
     assert attack.name == "loss threshold" and 0.0 <= attack.auc.low <= attack.auc.value <= attack.auc.high <= 1.0
-    assert audit.verdict and "calibrated attack" in audit.notes[0]
+    # the calibrated attack reads 4 proxy reference detectors; the report says what they cost
+    assert calibrated.name == "calibrated loss" and calibrated.auc.low <= calibrated.auc.value <= calibrated.auc.high
+    assert audit.reference_models == 4 and audit.verdict and "4 proxies" in audit.notes[0]
     assert trained.model_card.privacy["audit"]["attacks"][0]["auc"]["value"] == attack.auc.value
     import json
 

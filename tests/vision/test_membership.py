@@ -112,10 +112,13 @@ def test_verdict_does_not_claim_leakage_when_the_interval_includes_guessing() ->
 def overfit_detectors() -> dict[str, membership.AuditReport]:
     """Penn-Fudan: 12 members, 12 non-members (images 100–111), 128 px; the FPN + FCOS head over the frozen trunk
     trained 150 full-batch steps on the served view only (no augmentation) — deliberately overfit — and the same
-    at ε = 1 (veil.vision.dp_detect). Each exported model scores every image as served; the audit reads the fit."""
+    at ε = 1 (veil.vision.dp_detect). Each exported model scores every image as served; the audit reads the fit.
+    4 proxy reference detectors (veil.vision.detection_audit, 20 steps each) train on random halves of those 24
+    images and of 24 more (112–135) that no audited model saw: "relabelled" attacks the overfit model on those 24
+    with random member labels, where no attack can do better than guessing."""
     import torch
 
-    from veil.vision import detect
+    from veil.vision import detect, detection_audit
     from veil.vision.backbone import MEAN, STD, pretrained_backbone
     from veil.vision.dp_detect import DPDetectionSettings, train_detector_dp
     from veil.vision.export import export_onnx
@@ -123,33 +126,78 @@ def overfit_detectors() -> dict[str, membership.AuditReport]:
     from veil.vision.train import _detection_fit, _detection_item
 
     people = load_dataset(dataset_path("pedestrians-det") / "PennFudanPed")
-    members, others = people[:12], people[100:112]
+    pool = people[:12] + people[100:112] + people[112:136]
     info = ModelInfo("detect", ["person"], 128, 128, "letterbox", MEAN, STD)
-    items = [_detection_item(s, ["person"], 128)[0] for s in members]
+    items = [_detection_item(s, ["person"], 128)[0] for s in pool]
     overfit = DPDetectionSettings(views=1, batch_size=12, learning_rate=3e-3)
 
-    def audit(budget: PrivacyBudget | None) -> membership.AuditReport:
+    def fit(budget: PrivacyBudget | None) -> np.ndarray:
         torch.manual_seed(0)
         detector = detect.build_detector(pretrained_backbone(), 1, 128)
-        train_detector_dp(detector, items, info, budget, 1e-3, seed=0, steps=150, settings=overfit)
+        train_detector_dp(detector, items[:12], info, budget, 1e-3, seed=0, steps=150, settings=overfit)
         model = load_model(export_onnx(detect.DetectorExport(detector, 128), info, ["boxes", "scores"]))
-        fit = np.array([_detection_fit(model, sample) for sample in members + others])
-        return membership.audit_detection([membership.ScoredTarget(fit, list(range(12)), list(range(12, 24)))])
+        return np.array([_detection_fit(model, sample) for sample in pool])
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as `train` does on a busy machine
     try:
-        return {"plain": audit(None), "private": audit(PrivacyBudget(1.0))}
+        references = detection_audit.reference_fits(items, info, "efficientnet-lite0", range(48), steps=20, seed=5)
+        plain, private = fit(None), fit(PrivacyBudget(1.0))
     finally:
         torch.set_num_threads(threads)
+    relabelled = [int(i) for i in np.random.default_rng(3).permutation(np.arange(24, 48))]
+
+    def audit(fit: np.ndarray, members: list[int], non_members: list[int]) -> membership.AuditReport:
+        target = membership.ScoredTarget(fit, members, non_members)
+        return membership.audit_detection([target], references=references)
+
+    return {
+        "plain": audit(plain, list(range(12)), list(range(12, 24))),
+        "private": audit(private, list(range(12)), list(range(12, 24))),
+        "relabelled": audit(plain, relabelled[:12], relabelled[12:]),
+    }
+
+
+def _attacks(report: membership.AuditReport) -> dict[str, membership.AttackResult]:
+    return {attack.name: attack for attack in report.attacks}
 
 
 def test_detection_audit_catches_an_overfit_detector_and_less_a_private_one(
     overfit_detectors: dict[str, membership.AuditReport],
 ) -> None:
     # measured: plain AUC 0.99 [0.96, 1.00]; ε = 1 0.16 [0.03, 0.35] (it learned too little to fit anything)
-    (plain,) = overfit_detectors["plain"].attacks
-    (private,) = overfit_detectors["private"].attacks
+    plain = _attacks(overfit_detectors["plain"])["loss threshold"]
+    private = _attacks(overfit_detectors["private"])["loss threshold"]
     assert plain.auc.value >= 0.85 and plain.auc.low > 0.7, plain
     assert "leak" in overfit_detectors["plain"].verdict
     assert private.auc.value <= plain.auc.value - 0.2 and private.auc.value < 0.65, (plain, private)
+
+
+def test_calibrated_detection_attack_catches_the_overfit_detector_and_less_a_private_one(
+    overfit_detectors: dict[str, membership.AuditReport],
+) -> None:
+    # measured: see the asserts' messages
+    plain = _attacks(overfit_detectors["plain"])["calibrated loss"]
+    private = _attacks(overfit_detectors["private"])["calibrated loss"]
+    assert plain.auc.value >= 0.85 and plain.auc.low > 0.7, plain
+    assert private.auc.value <= plain.auc.value - 0.2 and private.auc.value < 0.65, (plain, private)
+
+
+def test_calibrated_detection_attack_guesses_on_a_random_relabelling_of_unseen_images(
+    overfit_detectors: dict[str, membership.AuditReport],
+) -> None:
+    for attack in overfit_detectors["relabelled"].attacks:
+        assert attack.auc.low <= 0.5 <= attack.auc.high, attack
+    assert overfit_detectors["relabelled"].best_auc < 0.8
+
+
+def test_detection_audit_reports_both_attacks_and_what_the_reference_detectors_cost(
+    overfit_detectors: dict[str, membership.AuditReport],
+) -> None:
+    report = overfit_detectors["plain"]
+    assert [a.name for a in report.attacks] == ["loss threshold", "calibrated loss"]
+    assert report.reference_models == 4 and report.calibration == "offline"
+    assert (report.members, report.non_members) == (12, 12)
+    (note,) = report.notes
+    seconds = float(note.rsplit("cost ", 1)[1].split(" s ")[0])
+    assert seconds > 0 and "4 proxies" in note and "48 attacked images" in note, note

@@ -624,9 +624,9 @@ def _train_detection(
     # δ from every image, so the fold models and the delivered one share one setting (as classification)
     delta = request.privacy.delta_for(len(samples)) if request.privacy else None
     results: list[ImageResult] = []
-    # the audited detectors with their members and non-members: the fold models (the delivered one, trained on
-    # every image, has no non-members), or the delivered model trained without the held-out split
-    audited: list[tuple[bytes, list[int], list[int]]] = []
+    # the audited detectors with their members, non-members and steps taken: the fold models (the delivered one,
+    # trained on every image, has no non-members), or the delivered model trained without the held-out split
+    audited: list[tuple[bytes, list[int], list[int], int]] = []
     if kfold:
         # Few images: every image is scored by a model that never saw it. Half the budget goes to the fold
         # models, half to the delivered one trained on everything (measured on Penn-Fudan, 30 images: the
@@ -639,11 +639,11 @@ def _train_detection(
             def on_fold(fraction: float, fold: int = fold) -> None:
                 report("cross-validation", (fold + fraction) / len(plan.folds))
 
-            fold_onnx, _, _ = _fit_detector(
+            fold_onnx, fold_history, _ = _fit_detector(
                 request, [items[i] for i in train_idx], info, share, fold, on_fold, should_cancel, delta
             )
             results.extend(_score_held_out(fold_onnx, samples, held_out, fold, should_cancel))
-            audited.append((fold_onnx, train_idx, list(held_out)))
+            audited.append((fold_onnx, train_idx, list(held_out), fold_history.iterations))
         onnx_bytes, history, spent = _fit_detector(
             request, items, info, budget.share(1 / 2), 0, lambda f: report("training", f), should_cancel, delta
         )
@@ -663,7 +663,7 @@ def _train_detection(
         )
         report("evaluating", 0.0)
         results = _score_held_out(onnx_bytes, samples, held_out, 0, should_cancel, lambda f: report("evaluating", f))
-        audited.append((onnx_bytes, list(train_idx), list(held_out)))
+        audited.append((onnx_bytes, list(train_idx), list(held_out), history.iterations))
     evaluation = Evaluation("detect", plan.method, labels, results, request.negative_tag)
     settings = {
         "mode": "advanced" if request.advanced else "regular",
@@ -708,7 +708,9 @@ def _train_detection(
             )
     audit = None
     if request.audit:
-        audit = _audit_detectors(audited, samples, request.seed, lambda f: report("audit", f), should_cancel)
+        audit = _audit_detectors(
+            audited, samples, items, info, _backbone(request), request.seed, lambda f: report("audit", f), should_cancel
+        )
     result = _finish(request, samples, onnx_bytes, info, evaluation, settings, PrivacyReport(spent, audit))
     report("audit", 1.0)
     if history.epochs:
@@ -717,17 +719,24 @@ def _train_detection(
 
 
 def _audit_detectors(
-    audited: list[tuple[bytes, list[int], list[int]]],
+    audited: list[tuple[bytes, list[int], list[int], int]],
     samples: list[Sample],
+    items: list[detect.DetectionItem],
+    info: ModelInfo,
+    backbone: str,
     seed: int,
     on_fraction: Callable[[float], None],
     should_cancel: Callable[[], bool] | None,
 ) -> membership.AuditReport:
     """The membership audit of detectors: each audited model (exported, as served) scores its members and
-    non-members by `membership.detection_fit`; the loss-threshold attack reads those scores."""
+    non-members by `membership.detection_fit` (the loss-threshold attack); proxy reference detectors
+    (`veil.vision.detection_audit`), trained for no more steps than the audited ones, calibrate it."""
+    from veil.vision import detection_audit
+
     started = time.monotonic()
     targets = []
-    for number, (onnx_bytes, members, non_members) in enumerate(audited):
+    scoring_share = 0.3  # of the audit's progress; the reference detectors take the rest
+    for number, (onnx_bytes, members, non_members, _) in enumerate(audited):
         model = load_model(onnx_bytes)
         fit = np.zeros(len(samples))
         chosen = [*members, *non_members]
@@ -735,9 +744,24 @@ def _audit_detectors(
             if should_cancel and should_cancel():
                 raise TrainingCancelled("training cancelled")
             fit[index] = _detection_fit(model, samples[index])
-            on_fraction((number + (count + 1) / len(chosen)) / len(audited))
+            on_fraction(scoring_share * (number + (count + 1) / len(chosen)) / len(audited))
         targets.append(membership.ScoredTarget(fit, members, non_members))
-    return membership.audit_detection(targets, seed, started)
+    images = detection_audit.calibration_images(
+        [i for _, members, _, _ in audited for i in members],
+        [i for _, _, non_members, _ in audited for i in non_members],
+        seed,
+    )
+    references = detection_audit.reference_fits(
+        items,
+        info,
+        backbone,
+        images,
+        min(detection_audit.REFERENCE_STEPS, *(max(1, steps) for *_, steps in audited)),
+        seed + 1,
+        on_progress=lambda f: on_fraction(scoring_share + (1 - scoring_share) * f),
+        should_cancel=should_cancel,
+    )
+    return membership.audit_detection(targets, seed, started, references)
 
 
 def _detection_fit(model: ExportedModel, sample: Sample) -> float:
