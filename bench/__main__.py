@@ -17,6 +17,7 @@ BENCHMARKS: list[str] = [
     "prediction",
     "portal",
     "training",
+    "sdk-detection",
     "scale",
     "privacy-training",
     "detection-audit",
